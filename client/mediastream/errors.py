@@ -1,0 +1,113 @@
+"""Every error the client raises, named as the W3C spec names them.
+
+    MediaStreamError
+     +-- AbortError
+     +-- InvalidStateError          you used something you closed or stopped
+     +-- NotAllowedError            the daemon's access policy refused you
+     +-- NotFoundError              no device of the requested kind
+     +-- NotReadableError           the device or the daemon is gone or failing
+     +-- OverconstrainedError       no setting satisfies a required constraint
+     +-- ReadTimeoutError           also a builtin TimeoutError
+     +-- FrameOverwrittenError      a zero-copy frame was reused by the writer
+     +-- ProtocolError              a malformed message; also a ValueError
+
+The spec's ``TypeError`` travels on the wire under its name and is raised
+as the builtin ``TypeError``, as in JavaScript.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AbortError",
+    "FrameOverwrittenError",
+    "InvalidStateError",
+    "MediaStreamError",
+    "NotAllowedError",
+    "NotFoundError",
+    "NotReadableError",
+    "OverconstrainedError",
+    "ProtocolError",
+    "ReadTimeoutError",
+    "error_from_wire",
+]
+
+
+class MediaStreamError(Exception):
+    """Base of every error this package raises (except the builtin TypeError)."""
+
+    @property
+    def name(self) -> str:
+        """The DOMException name, as the spec and the wire spell it."""
+        return type(self).__name__
+
+
+class AbortError(MediaStreamError):
+    pass
+
+
+class InvalidStateError(MediaStreamError):
+    pass
+
+
+class NotAllowedError(MediaStreamError):
+    pass
+
+
+class NotFoundError(MediaStreamError):
+    pass
+
+
+class NotReadableError(MediaStreamError):
+    pass
+
+
+class OverconstrainedError(MediaStreamError):
+    """No possible setting satisfies a required constraint.
+
+    ``constraint`` names the constraint that failed, or is ``""``.
+    """
+
+    def __init__(self, constraint: str, message: str = "") -> None:
+        super().__init__(message or f"constraint {constraint!r} cannot be satisfied")
+        self.constraint = constraint
+
+
+class ReadTimeoutError(MediaStreamError, TimeoutError):
+    pass
+
+
+class FrameOverwrittenError(MediaStreamError):
+    """The writer reused a frame's slot before a copy of it was complete."""
+
+
+class ProtocolError(MediaStreamError, ValueError):
+    """A message that does not follow `mediastream.wire`."""
+
+
+_BY_NAME: dict[str, type[MediaStreamError]] = {
+    cls.__name__: cls
+    for cls in (
+        AbortError,
+        InvalidStateError,
+        NotAllowedError,
+        NotFoundError,
+        NotReadableError,
+        ProtocolError,
+    )
+}
+
+
+def error_from_wire(name: str, message: str, constraint: str | None) -> Exception:
+    """Turn an error reply's fields into the exception of the same name.
+
+    An unknown name becomes a `ProtocolError`: a newer daemon must not make an
+    older client raise something it cannot catch by the base class.
+    """
+    if name == "TypeError":
+        return TypeError(message)
+    if name == "OverconstrainedError":
+        return OverconstrainedError(constraint or "", message)
+    cls = _BY_NAME.get(name)
+    if cls is None:
+        return ProtocolError(f"daemon replied with unknown error {name!r}: {message}")
+    return cls(message)

@@ -1,0 +1,567 @@
+"""Shared-memory rings: the memory layout the daemon and every client agree on.
+
+Design note. A ring is one POSIX shared-memory segment (a file under
+/dev/shm) with one writer and any number of readers:
+
+    [header, 256 B][slot 0][slot 1]...        video: fixed slots
+    [header, 256 B][PCM frames x channels]    audio: one circular buffer
+
+A video slot is a 64-byte header of uint64 words (begin, end, monotonic ns,
+wall ns) followed by the pixels, 64-byte aligned. The header words form a
+seqlock: the writer stores ``begin = seq``, writes the pixels, stores the
+timestamps and ``end = seq``, then publishes ``newest_seq``. A reader
+accepts a slot only while ``begin == end == seq``. This relies on stores
+becoming visible in program order (x86-64's TSO); the numpy element stores
+used here are plain stores, so other architectures need fences first.
+
+The audio writer copies a block, then advances ``cursor`` (frames written
+since the start). A reader keeps its own cursor and counts an overrun when
+the writer is more than the capacity ahead of it.
+
+Segments are opened as files, never through `multiprocessing.shared_memory`:
+on Python 3.11 attaching by name registers the segment with the resource
+tracker, which unlinks it when the attaching process exits. Readers map the
+file read-only; only the daemon unlinks.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .errors import NotReadableError
+from .frames import (
+    NS_PER_S,
+    SLOT_BEGIN,
+    SLOT_END,
+    SLOT_MONOTONIC_NS,
+    SLOT_WALL_NS,
+    AudioData,
+    VideoFrame,
+)
+
+__all__ = [
+    "PIXEL_FORMATS",
+    "SHM_DIR",
+    "AudioFormat",
+    "AudioReader",
+    "AudioWriter",
+    "Ring",
+    "RingFormat",
+    "VideoFormat",
+    "VideoReader",
+    "VideoWriter",
+    "check_segment_name",
+    "free_shm_bytes",
+    "read_ring_pids",
+]
+
+SHM_DIR = Path("/dev/shm")
+MAGIC = int.from_bytes(b"MBRKRING", "little")
+LAYOUT_VERSION = 1
+HEADER_BYTES = 256
+SLOT_HEADER_BYTES = 64
+ALIGN = 64
+PIXEL_FORMATS = {"bgr24": 3, "rgb24": 3, "gray8": 1}
+KIND_VIDEO, KIND_AUDIO = 1, 2
+STATE_LIVE, STATE_ENDED = 1, 2
+
+_SEGMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+
+HEADER = np.dtype(
+    [
+        ("magic", "<u8"),
+        ("version", "<u4"),
+        ("kind", "<u4"),
+        ("owner_pid", "<u4"),
+        ("writer_pid", "<u4"),
+        ("state", "<u4"),
+        ("slot_count", "<u4"),
+        ("width", "<u4"),
+        ("height", "<u4"),
+        ("channels", "<u4"),
+        ("sample_rate", "<u4"),
+        ("pixel_format", "S16"),
+        ("slot_stride", "<u8"),
+        ("data_offset", "<u8"),
+        ("capacity", "<u8"),  # audio: frames the PCM ring holds
+        ("newest", "<u8"),  # video: newest complete seq; audio: write cursor
+        ("newest_ns", "<u8"),  # CLOCK_MONOTONIC ns of that frame / cursor
+        ("newest_begin", "<u8"),  # audio: the cursor's seqlock twin, stored first
+    ]
+)
+assert HEADER.itemsize <= HEADER_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFormat:
+    width: int
+    height: int
+    pixel_format: str = "bgr24"
+
+    def __post_init__(self) -> None:
+        if self.pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel format {self.pixel_format!r} is not one of {list(PIXEL_FORMATS)}")
+        if not (0 < self.width <= 16384 and 0 < self.height <= 16384):
+            raise ValueError(f"frame size {self.width}x{self.height} is out of range")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        channels = PIXEL_FORMATS[self.pixel_format]
+        return (self.height, self.width) if channels == 1 else (self.height, self.width, channels)
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * PIXEL_FORMATS[self.pixel_format]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFormat:
+    sample_rate: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        if not (0 < self.sample_rate <= 768_000 and 0 < self.channels <= 64):
+            raise ValueError(f"audio format {self.sample_rate} Hz x {self.channels} is out of range")
+
+
+RingFormat = VideoFormat | AudioFormat
+
+
+def check_segment_name(name: str) -> str:
+    """Return ``name`` if it is a safe segment name (no path), else raise ValueError."""
+    if not _SEGMENT_NAME.fullmatch(name):
+        raise ValueError(f"invalid shared-memory segment name {name!r}")
+    return name
+
+
+def free_shm_bytes(shm_dir: Path = SHM_DIR) -> int:
+    stat = os.statvfs(shm_dir)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _layout(fmt: RingFormat, slots: int) -> tuple[int, int]:
+    """(slot stride or sample bytes, total segment size) for a format."""
+    if isinstance(fmt, VideoFormat):
+        stride = _align(SLOT_HEADER_BYTES + fmt.frame_bytes)
+        return stride, HEADER_BYTES + stride * slots
+    sample_bytes = 4 * fmt.channels
+    return sample_bytes, HEADER_BYTES + _align(sample_bytes * slots)
+
+
+class Ring:
+    """A mapped ring segment. Use `create` (the daemon) or `open`.
+
+    ``close()`` unmaps (idempotent); it never removes the segment: only the
+    daemon calls `unlink`. Frames still referencing the mapping keep it alive.
+    """
+
+    _mmap: mmap.mmap | None = None  # set last: a half-built Ring reads as closed
+
+    def __init__(self, name: str, mapping: mmap.mmap, writable: bool) -> None:
+        """Wrap a mapping (`create` and `open` call this); raises `NotReadableError`
+        and unmaps when the header is not a valid ring's."""
+        self.name = name
+        self.writable = writable
+        header = np.ndarray((), HEADER, buffer=mapping)
+        try:
+            self.format, self.slot_count = _parse_header(name, header, len(mapping))
+        except BaseException:
+            del header
+            mapping.close()
+            raise
+        self.header = header
+        self._mmap = mapping
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        fmt: RingFormat,
+        slots: int,
+        *,
+        mode: int = 0o640,
+        gid: int | None = None,
+        shm_dir: Path = SHM_DIR,
+    ) -> Ring:
+        """Create, size and pre-fault a new segment; the caller owns it.
+
+        ``slots`` is the number of video frames, or of audio frames (samples
+        per channel) for an audio ring. Raises `NotReadableError` when
+        /dev/shm has no room, `FileExistsError` if the name is taken.
+        """
+        path = shm_dir / check_segment_name(name)
+        stride, size = _layout(fmt, slots)
+        _check_room(name, size, shm_dir)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
+        try:
+            os.fchmod(fd, mode)  # the umask must not narrow the mode
+            if gid is not None:
+                os.fchown(fd, -1, gid)
+            _allocate(fd, size, name, shm_dir)
+            mapping = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE)
+            _write_header(mapping, fmt, slots, stride)
+            return cls(name, mapping, writable=True)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def open(cls, name: str, *, writable: bool = False, shm_dir: Path = SHM_DIR) -> Ring:
+        """Map an existing segment, read-only unless ``writable``.
+
+        Raises `NotReadableError` when it is missing or not a ring.
+        """
+        path = shm_dir / check_segment_name(name)
+        try:
+            fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise NotReadableError(f"ring {name!r} does not exist in {shm_dir}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            if size < HEADER_BYTES:
+                raise NotReadableError(f"segment {name!r} is too small to be a ring")
+            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+            mapping = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot)
+        finally:
+            os.close(fd)
+        return cls(name, mapping, writable)
+
+    @staticmethod
+    def unlink(name: str, shm_dir: Path = SHM_DIR) -> None:
+        """Remove the segment (daemon only); mapped rings stay usable. Idempotent."""
+        (shm_dir / check_segment_name(name)).unlink(missing_ok=True)
+
+    @property
+    def buffer(self) -> mmap.mmap:
+        if self._mmap is None:
+            raise ValueError(f"ring {self.name!r} is closed")
+        return self._mmap
+
+    @property
+    def kind(self) -> Literal["video", "audio"]:
+        return "video" if isinstance(self.format, VideoFormat) else "audio"
+
+    @property
+    def ended(self) -> bool:
+        return int(self.header["state"]) == STATE_ENDED
+
+    def mark_ended(self) -> None:
+        self.header["state"] = STATE_ENDED
+
+    def set_pids(self, *, owner: int | None = None, writer: int | None = None) -> None:
+        if owner is not None:
+            self.header["owner_pid"] = owner
+        if writer is not None:
+            self.header["writer_pid"] = writer
+
+    @property
+    def closed(self) -> bool:
+        return self._mmap is None
+
+    def close(self) -> None:
+        """Unmap. Idempotent. Views still alive keep the mapping until they go."""
+        mapping, self._mmap = self._mmap, None
+        if mapping is None:
+            return
+        del self.header
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # frames still export it; the mapping dies with the last one
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._mmap is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        if self._mmap is None:
+            return f"<Ring {self.name!r} closed>"
+        fmt = self.format
+        if isinstance(fmt, VideoFormat):
+            what = f"video {fmt.width}x{fmt.height} {fmt.pixel_format} slots={self.slot_count}"
+        else:
+            what = f"audio {fmt.sample_rate} Hz x{fmt.channels} capacity={self.slot_count}"
+        state = "ended" if self.ended else "live"
+        return f"<Ring {self.name!r} {what} newest={int(self.header['newest'])} {state}>"
+
+
+def _parse_header(name: str, h: np.ndarray, mapped_bytes: int) -> tuple[RingFormat, int]:
+    """(format, slot count) from an untrusted header; raises `NotReadableError`."""
+    if int(h["magic"]) != MAGIC or int(h["version"]) != LAYOUT_VERSION:
+        raise NotReadableError(f"segment {name!r} is not a version {LAYOUT_VERSION} ring")
+    try:
+        fmt = _header_format(h)
+    except ValueError as exc:
+        raise NotReadableError(f"ring {name!r} has an invalid format: {exc}") from exc
+    slots = int(h["slot_count"])
+    stride, size = _layout(fmt, slots)
+    if slots < 1 or size > mapped_bytes or int(h["slot_stride"]) != stride:
+        raise NotReadableError(f"ring {name!r} has an inconsistent header")
+    return fmt, slots
+
+
+def _header_format(h: np.ndarray) -> RingFormat:
+    kind = int(h["kind"])
+    if kind == KIND_VIDEO:
+        pixel_format = h["pixel_format"].item().rstrip(b"\0").decode("ascii", "replace")
+        return VideoFormat(int(h["width"]), int(h["height"]), pixel_format)
+    if kind == KIND_AUDIO:
+        return AudioFormat(int(h["sample_rate"]), int(h["channels"]))
+    raise ValueError(f"unknown kind {kind}")
+
+
+def _check_room(name: str, size: int, shm_dir: Path) -> None:
+    free = free_shm_bytes(shm_dir)
+    if size > free:
+        raise NotReadableError(_no_room_message(name, size, free, shm_dir))
+
+
+def _no_room_message(name: str, size: int, free: int, shm_dir: Path) -> str:
+    mib = 1024 * 1024
+    return (
+        f"{shm_dir} has {free / mib:.1f} MiB free, the ring {name!r} needs {size / mib:.1f} MiB; "
+        "raise the shm size (docker --shm-size, or the tmpfs size) or ask for smaller frames"
+    )
+
+
+def _allocate(fd: int, size: int, name: str, shm_dir: Path) -> None:
+    """Reserve every page now: ENOSPC here instead of SIGBUS on first touch."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        free = free_shm_bytes(shm_dir)
+        raise NotReadableError(_no_room_message(name, size, free, shm_dir)) from exc
+
+
+def _write_header(mapping: mmap.mmap, fmt: RingFormat, slots: int, stride: int) -> None:
+    h = np.ndarray((), HEADER, buffer=mapping)
+    h["magic"], h["version"], h["slot_count"] = MAGIC, LAYOUT_VERSION, slots
+    h["slot_stride"], h["data_offset"], h["state"] = stride, HEADER_BYTES, STATE_LIVE
+    h["owner_pid"] = os.getpid()
+    if isinstance(fmt, VideoFormat):
+        h["kind"], h["width"], h["height"] = KIND_VIDEO, fmt.width, fmt.height
+        h["channels"] = PIXEL_FORMATS[fmt.pixel_format]
+        h["pixel_format"] = fmt.pixel_format.encode("ascii")
+    else:
+        h["kind"], h["sample_rate"], h["channels"] = KIND_AUDIO, fmt.sample_rate, fmt.channels
+        h["capacity"] = slots
+
+
+def read_ring_pids(name: str, shm_dir: Path = SHM_DIR) -> tuple[int, int] | None:
+    """(owner pid, writer pid) of a segment, or None if it is not a readable ring."""
+    try:
+        with Ring.open(name, shm_dir=shm_dir) as ring:
+            return int(ring.header["owner_pid"]), int(ring.header["writer_pid"])
+    except (NotReadableError, ValueError, OSError):
+        return None
+
+
+class _Cursor:
+    """Fast access to the header's newest, newest_ns, newest_begin words (hot path)."""
+
+    def __init__(self, ring: Ring) -> None:
+        offset = HEADER.fields["newest"][1]
+        self.words = np.ndarray((3,), "<u8", buffer=ring.buffer, offset=offset)
+
+
+class VideoWriter:
+    """Writes frames into a video ring. One writer per ring.
+
+        view = writer.begin()      # the next slot's pixels, as a numpy view
+        ...fill view in place...
+        writer.commit(monotonic_ns, wall_ns)
+    """
+
+    def __init__(self, ring: Ring) -> None:
+        if not isinstance(ring.format, VideoFormat) or not ring.writable:
+            raise ValueError(f"{ring!r} is not a writable video ring")
+        self.ring = ring
+        self._cursor = _Cursor(ring).words
+        self._slots = [_slot_arrays(ring, i) for i in range(ring.slot_count)]
+        self.seq = int(self._cursor[0])  # resume after a capture restart
+
+    def begin(self) -> np.ndarray:
+        """Claim the next slot and return its pixel view (writable, in place)."""
+        self.seq += 1
+        header, pixels = self._slots[self.seq % len(self._slots)]
+        header[SLOT_BEGIN] = self.seq  # invalidates readers of the old frame first
+        return pixels
+
+    def commit(self, monotonic_ns: int, wall_ns: int) -> int:
+        """Publish the claimed slot as frame ``seq``; returns that seq."""
+        header, _ = self._slots[self.seq % len(self._slots)]
+        header[SLOT_MONOTONIC_NS] = monotonic_ns
+        header[SLOT_WALL_NS] = wall_ns
+        header[SLOT_END] = self.seq
+        self._cursor[1] = monotonic_ns
+        self._cursor[0] = self.seq
+        return self.seq
+
+
+def _slot_arrays(ring: Ring, index: int) -> tuple[np.ndarray, np.ndarray]:
+    fmt = ring.format
+    assert isinstance(fmt, VideoFormat)
+    offset = HEADER_BYTES + index * int(ring.header["slot_stride"])
+    header = np.ndarray((4,), "<u8", buffer=ring.buffer, offset=offset)
+    pixels = np.ndarray(fmt.shape, np.uint8, buffer=ring.buffer, offset=offset + SLOT_HEADER_BYTES)
+    return header, pixels
+
+
+class VideoReader:
+    """Zero-copy access to a video ring's frames."""
+
+    def __init__(self, ring: Ring) -> None:
+        fmt = ring.format
+        if not isinstance(fmt, VideoFormat):
+            raise ValueError(f"{ring!r} is not a video ring")
+        self.ring = ring
+        self.pixel_format = fmt.pixel_format
+        self._cursor = _Cursor(ring).words
+        self._slots = [_slot_arrays(ring, i) for i in range(ring.slot_count)]
+
+    @property
+    def newest_seq(self) -> int:
+        """Sequence number of the newest complete frame; 0 before the first."""
+        return int(self._cursor[0])
+
+    def frame(self, seq: int) -> VideoFrame | None:
+        """Frame ``seq`` as a view, or None if its slot does not hold it intact."""
+        header, pixels = self._slots[seq % len(self._slots)]
+        if seq == 0 or int(header[SLOT_END]) != seq or int(header[SLOT_BEGIN]) != seq:
+            return None
+        frame = VideoFrame(
+            pixels,
+            seq,
+            int(header[SLOT_MONOTONIC_NS]) / NS_PER_S,
+            int(header[SLOT_WALL_NS]) / NS_PER_S,
+            self.pixel_format,
+            header,
+        )
+        return frame if frame.valid else None  # the writer lapped us mid-read
+
+    def newest(self) -> VideoFrame | None:
+        """The newest intact frame, or None before the first one."""
+        for _ in range(3):  # the writer can lap a reader that was descheduled
+            seq = self.newest_seq
+            if seq == 0:
+                return None
+            frame = self.frame(seq)
+            if frame is not None:
+                return frame
+        return None
+
+
+class AudioWriter:
+    """Appends PCM blocks to an audio ring. One writer per ring."""
+
+    def __init__(self, ring: Ring) -> None:
+        fmt = ring.format
+        if not isinstance(fmt, AudioFormat) or not ring.writable:
+            raise ValueError(f"{ring!r} is not a writable audio ring")
+        self.ring = ring
+        self.capacity = int(ring.header["capacity"])
+        self.sample_rate = fmt.sample_rate
+        self._cursor = _Cursor(ring).words
+        self._pcm = _pcm_array(ring, fmt, self.capacity)
+
+    @property
+    def position(self) -> int:
+        return int(self._cursor[0])
+
+    def write(self, block: np.ndarray, monotonic_ns: int) -> None:
+        """Append ``block`` (frames x channels float32) captured at ``monotonic_ns``
+        (the time of its first sample)."""
+        frames = len(block)
+        if frames > self.capacity:
+            block, frames = block[-self.capacity :], self.capacity
+        start = self.position % self.capacity
+        first = min(frames, self.capacity - start)
+        self._pcm[start : start + first] = block[:first]
+        self._pcm[: frames - first] = block[first:]
+        cursor = self.position + frames
+        self._cursor[2] = cursor
+        self._cursor[1] = monotonic_ns + frames * NS_PER_S // self.sample_rate
+        self._cursor[0] = cursor
+
+
+def _pcm_array(ring: Ring, fmt: AudioFormat, capacity: int) -> np.ndarray:
+    return np.ndarray((capacity, fmt.channels), np.float32, buffer=ring.buffer, offset=HEADER_BYTES)
+
+
+class AudioReader:
+    """Reads an audio ring from its own cursor, counting what it lost."""
+
+    def __init__(self, ring: Ring, *, from_start: bool = False) -> None:
+        fmt = ring.format
+        if not isinstance(fmt, AudioFormat):
+            raise ValueError(f"{ring!r} is not an audio ring")
+        self.ring = ring
+        self.sample_rate = fmt.sample_rate
+        self.capacity = int(ring.header["capacity"])
+        self._cursor = _Cursor(ring).words
+        self._pcm = _pcm_array(ring, fmt, self.capacity)
+        self.position = 0 if from_start else int(self._cursor[0])
+        self.overrun_frames = 0
+
+    @property
+    def available(self) -> int:
+        return int(self._cursor[0]) - self.position
+
+    def read(self, max_frames: int | None = None) -> AudioData | None:
+        """Copy out the samples written since the last read, or None if none.
+
+        When the writer got more than the ring's capacity ahead, the oldest
+        samples are gone: they are skipped and added to ``overrun_frames``.
+        """
+        cursor, cursor_ns = self._read_cursor()
+        start = max(self.position, cursor - self.capacity)
+        self.overrun_frames += start - self.position
+        end = cursor if max_frames is None else min(cursor, start + max_frames)
+        if end <= start:
+            return None
+        data = self._copy(start, end)
+        # The writer may have overwritten the oldest part while we copied.
+        lost = min(end - start, max(0, int(self._cursor[0]) - self.capacity - start))
+        data, start = data[lost:], start + lost
+        self.overrun_frames += lost
+        self.position = end
+        timestamp_ns = cursor_ns - (cursor - start) * NS_PER_S // self.sample_rate
+        return AudioData(data, self.sample_rate, timestamp_ns / NS_PER_S, start)
+
+    def _read_cursor(self) -> tuple[int, int]:
+        """A consistent (cursor, time at cursor) pair: a seqlock over two words."""
+        while True:
+            cursor = int(self._cursor[0])
+            cursor_ns = int(self._cursor[1])
+            if int(self._cursor[2]) == cursor:
+                return cursor, cursor_ns
+
+    def _copy(self, start: int, end: int) -> np.ndarray:
+        begin = start % self.capacity
+        count = end - start
+        first = min(count, self.capacity - begin)
+        if first == count:
+            return self._pcm[begin : begin + count].copy()
+        return np.concatenate((self._pcm[begin:], self._pcm[: count - first]))
+

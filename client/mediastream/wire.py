@@ -1,0 +1,235 @@
+"""The control protocol: the one module that knows the message format.
+
+Requests go from a client's DEALER to the daemon's ROUTER, one msgpack map
+per message; replies come back on the same socket; events go out on the
+daemon's PUB socket as two frames, topic then payload; each source announces
+new frames on a PUB socket of its own with an 8-byte sequence number.
+
+    request  {"v": 1, "id": 7, "op": "getUserMedia", "args": {...}}
+    reply    {"v": 1, "id": 7, "ok": true,  "result": {...}}
+             {"v": 1, "id": 7, "ok": false, "error": {"name": ..., "message": ...,
+                                                       "constraint": ...}}
+    event    [b"track/<id>", {"type": "ended", ...}]
+
+Everything inbound is untrusted: decoding enforces size limits and strict
+types and raises `ProtocolError` (a `ValueError`) for anything else. A
+``heartbeat`` request gets no reply. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping, TypedDict
+
+import msgpack
+
+from .errors import ProtocolError
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "OPS",
+    "PROTOCOL_VERSION",
+    "DeviceInfoDict",
+    "Reply",
+    "Request",
+    "TrackInfoDict",
+    "decode_event",
+    "decode_frame_ready",
+    "decode_reply",
+    "decode_request",
+    "encode_error",
+    "encode_event",
+    "encode_frame_ready",
+    "encode_reply",
+    "encode_request",
+]
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_STRING_BYTES = 4096
+MAX_CONTAINER_ITEMS = 256
+MAX_TOPIC_BYTES = 128
+
+# op -> {argument: (type, required)}. Nested constraint maps are checked for
+# shape by the decoder's limits and for meaning by the daemon's constraints.
+OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
+    "hello": {"name": (str, True), "version": (int, True)},
+    "heartbeat": {},
+    "bye": {},
+    "enumerateDevices": {},
+    "getUserMedia": {"constraints": (dict, True)},
+    "stopTrack": {"trackId": (str, True)},
+    "cloneTrack": {"trackId": (str, True)},
+}
+NO_REPLY_OPS = frozenset({"heartbeat"})
+
+
+class DeviceInfoDict(TypedDict):
+    deviceId: str
+    kind: str
+    label: str
+    groupId: str
+    capabilities: dict[str, Any]
+
+
+class TrackInfoDict(TypedDict):
+    id: str
+    kind: str
+    label: str
+    muted: bool
+    settings: dict[str, Any]
+    ring: str
+    notify: str
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int
+    op: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    id: int
+    ok: bool
+    result: dict[str, Any]
+    error_name: str = ""
+    error_message: str = ""
+    error_constraint: str | None = None
+
+
+def _pack(message: Mapping[str, Any]) -> bytes:
+    data: bytes = msgpack.packb(message, use_bin_type=True)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def _unpack(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    try:
+        message = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=MAX_STRING_BYTES,
+            max_bin_len=MAX_STRING_BYTES,
+            max_array_len=MAX_CONTAINER_ITEMS,
+            max_map_len=MAX_CONTAINER_ITEMS,
+            max_ext_len=0,
+        )
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise ProtocolError(f"undecodable message: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(f"expected a map, got {type(message).__name__}")
+    return message
+
+
+def _field(message: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = message.get(key)
+    # bool is an int in Python; never accept one where a number is meant.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise ProtocolError(f"field {key!r} must be {_type_name(kind)}, got {value!r:.60}")
+    return value
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _check_version(message: Mapping[str, Any]) -> None:
+    if message.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            f"protocol version {message.get('v')!r} is not {PROTOCOL_VERSION}; "
+            "upgrade the older of client and daemon"
+        )
+
+
+def encode_request(request_id: int, op: str, args: Mapping[str, Any] | None = None) -> bytes:
+    return _pack({"v": PROTOCOL_VERSION, "id": request_id, "op": op, "args": dict(args or {})})
+
+
+def decode_request(data: bytes) -> Request:
+    """Decode and validate a request. Raises `ProtocolError`."""
+    message = _unpack(data)
+    _check_version(message)
+    request_id = _field(message, "id", int)
+    op = _field(message, "op", str)
+    if op not in OPS:
+        raise ProtocolError(f"unknown op {op!r}")
+    args = _field(message, "args", dict)
+    _check_args(op, args)
+    return Request(request_id, op, args)
+
+
+def _check_args(op: str, args: Mapping[str, Any]) -> None:
+    schema = OPS[op]
+    unknown = set(args) - set(schema)
+    if unknown:
+        raise ProtocolError(f"{op}: unknown argument {sorted(unknown)[0]!r}")
+    for name, (kind, required) in schema.items():
+        if name in args or required:
+            _field(args, name, kind)
+
+
+def encode_reply(request_id: int, result: Mapping[str, Any]) -> bytes:
+    return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": dict(result)})
+
+
+def encode_error(
+    request_id: int, name: str, message: str, constraint: str | None = None
+) -> bytes:
+    error: dict[str, Any] = {"name": name, "message": message[:MAX_STRING_BYTES // 2]}
+    if constraint is not None:
+        error["constraint"] = constraint
+    return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": error})
+
+
+def decode_reply(data: bytes) -> Reply:
+    """Decode a reply from the daemon. Raises `ProtocolError`."""
+    message = _unpack(data)
+    _check_version(message)
+    request_id = _field(message, "id", int)
+    if _field(message, "ok", bool):
+        return Reply(request_id, True, _field(message, "result", dict))
+    error = _field(message, "error", dict)
+    constraint = error.get("constraint")
+    return Reply(
+        request_id,
+        False,
+        {},
+        _field(error, "name", str),
+        _field(error, "message", str),
+        constraint if isinstance(constraint, str) else None,
+    )
+
+
+def encode_event(topic: str, event_type: str, **fields: Any) -> list[bytes]:
+    """Two frames: the topic (for SUB prefix matching) and the payload."""
+    return [topic.encode(), _pack({"type": event_type, **fields})]
+
+
+def decode_event(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
+    if len(frames) != 2 or len(frames[0]) > MAX_TOPIC_BYTES:
+        raise ProtocolError(f"an event has 2 frames, got {len(frames)}")
+    payload = _unpack(frames[1])
+    _field(payload, "type", str)
+    return frames[0].decode("utf-8", "replace"), payload
+
+
+_FRAME_READY = struct.Struct("<Q")
+
+
+def encode_frame_ready(seq: int) -> bytes:
+    return _FRAME_READY.pack(seq)
+
+
+def decode_frame_ready(data: bytes) -> int:
+    if len(data) != _FRAME_READY.size:
+        raise ProtocolError(f"frame notification of {len(data)} bytes, expected 8")
+    seq: int = _FRAME_READY.unpack(data)[0]
+    return seq
