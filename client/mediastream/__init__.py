@@ -1,9 +1,16 @@
-"""mediastream: the W3C Media Capture and Streams API over a local mediabroker daemon."""
+"""mediastream: the W3C Media Capture and Streams API over a local mediabroker daemon.
+
+from mediastream import MediaDevices
+with MediaDevices() as md:
+    stream = md.getUserMedia({"video": {"width": 640, "height": 480}})
+    frame = stream.getVideoTracks()[0].read(timeout=1.0)   # numpy view, no copy
+"""
 
 from __future__ import annotations
 
 import logging
 
+from .devices import InputDeviceInfo, MediaDeviceInfo, MediaDevices
 from .errors import (
     AbortError,
     FrameOverwrittenError,
@@ -16,14 +23,24 @@ from .errors import (
     ProtocolError,
     ReadTimeoutError,
 )
+from .events import Event, MediaStreamTrackEvent
 from .frames import AudioData, VideoFrame
+from .stream import MediaStream
+from .track import MediaStreamTrack
 
 __all__ = [
     "AbortError",
     "AudioData",
+    "Event",
     "FrameOverwrittenError",
+    "InputDeviceInfo",
     "InvalidStateError",
+    "MediaDeviceInfo",
+    "MediaDevices",
+    "MediaStream",
     "MediaStreamError",
+    "MediaStreamTrack",
+    "MediaStreamTrackEvent",
     "NotAllowedError",
     "NotFoundError",
     "NotReadableError",

@@ -98,6 +98,7 @@ HEADER = np.dtype(
     ]
 )
 assert HEADER.itemsize <= HEADER_BYTES
+_NEWEST_OFFSET: int = HEADER.fields["newest"][1]  # type: ignore[index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,9 @@ class VideoFormat:
 
     def __post_init__(self) -> None:
         if self.pixel_format not in PIXEL_FORMATS:
-            raise ValueError(f"pixel format {self.pixel_format!r} is not one of {list(PIXEL_FORMATS)}")
+            raise ValueError(
+                f"pixel format {self.pixel_format!r} is not one of {list(PIXEL_FORMATS)}"
+            )
         if not (0 < self.width <= 16384 and 0 < self.height <= 16384):
             raise ValueError(f"frame size {self.width}x{self.height} is out of range")
 
@@ -129,7 +132,9 @@ class AudioFormat:
 
     def __post_init__(self) -> None:
         if not (0 < self.sample_rate <= 768_000 and 0 < self.channels <= 64):
-            raise ValueError(f"audio format {self.sample_rate} Hz x {self.channels} is out of range")
+            raise ValueError(
+                f"audio format {self.sample_rate} Hz x {self.channels} is out of range"
+            )
 
 
 RingFormat = VideoFormat | AudioFormat
@@ -381,16 +386,16 @@ class _Cursor:
     """Fast access to the header's newest, newest_ns, newest_begin words (hot path)."""
 
     def __init__(self, ring: Ring) -> None:
-        offset = HEADER.fields["newest"][1]
+        offset = _NEWEST_OFFSET
         self.words = np.ndarray((3,), "<u8", buffer=ring.buffer, offset=offset)
 
 
 class VideoWriter:
     """Writes frames into a video ring. One writer per ring.
 
-        view = writer.begin()      # the next slot's pixels, as a numpy view
-        ...fill view in place...
-        writer.commit(monotonic_ns, wall_ns)
+    view = writer.begin()      # the next slot's pixels, as a numpy view
+    ...fill view in place...
+    writer.commit(monotonic_ns, wall_ns)
     """
 
     def __init__(self, ring: Ring) -> None:
@@ -400,6 +405,7 @@ class VideoWriter:
         self._cursor = _Cursor(ring).words
         self._slots = [_slot_arrays(ring, i) for i in range(ring.slot_count)]
         self.seq = int(self._cursor[0])  # resume after a capture restart
+        self.first_seq = self.seq + 1
 
     def begin(self) -> np.ndarray:
         """Claim the next slot and return its pixel view (writable, in place)."""
@@ -564,4 +570,3 @@ class AudioReader:
         if first == count:
             return self._pcm[begin : begin + count].copy()
         return np.concatenate((self._pcm[begin:], self._pcm[: count - first]))
-

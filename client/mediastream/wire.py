@@ -19,8 +19,9 @@ types and raises `ProtocolError` (a `ValueError`) for anything else. A
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, TypedDict
+from typing import Any, TypedDict
 
 import msgpack
 
@@ -43,6 +44,7 @@ __all__ = [
     "encode_frame_ready",
     "encode_reply",
     "encode_request",
+    "request_id_of",
 ]
 
 PROTOCOL_VERSION = 1
@@ -166,6 +168,16 @@ def decode_request(data: bytes) -> Request:
     return Request(request_id, op, args)
 
 
+def request_id_of(data: bytes) -> int:
+    """Best effort: the id of a request that failed validation, so that its error
+    reply reaches the waiting caller; 0 when there is none to find."""
+    try:
+        request_id = _unpack(data).get("id")
+    except ProtocolError:
+        return 0
+    return request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else 0
+
+
 def _check_args(op: str, args: Mapping[str, Any]) -> None:
     schema = OPS[op]
     unknown = set(args) - set(schema)
@@ -180,10 +192,8 @@ def encode_reply(request_id: int, result: Mapping[str, Any]) -> bytes:
     return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": dict(result)})
 
 
-def encode_error(
-    request_id: int, name: str, message: str, constraint: str | None = None
-) -> bytes:
-    error: dict[str, Any] = {"name": name, "message": message[:MAX_STRING_BYTES // 2]}
+def encode_error(request_id: int, name: str, message: str, constraint: str | None = None) -> bytes:
+    error: dict[str, Any] = {"name": name, "message": message[: MAX_STRING_BYTES // 2]}
     if constraint is not None:
         error["constraint"] = constraint
     return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": error})

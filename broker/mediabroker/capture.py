@@ -1,0 +1,171 @@
+"""The capture process: one per open source, started with ``spawn``.
+
+It attaches to the ring the daemon created, drives one backend (the seam in
+`backends`), writes each frame straight into the next slot and announces it
+on the source's PUB socket. It tells the daemon what happens to it (ready,
+failed, ended) on a PUSH socket. A crash here costs a restart, never the
+daemon; the process exits on its own when the daemon is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import msgpack
+import zmq
+from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
+from mediastream.wire import encode_frame_ready
+
+from .backends import (
+    AudioBackend,
+    BackendSpec,
+    CaptureError,
+    EndOfStream,
+    VideoBackend,
+    open_audio_backend,
+    open_video_backend,
+)
+
+__all__ = ["CaptureSpec", "capture_main", "decode_status"]
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILED = 3  # the backend could not open or failed: restart may help
+STATUS_LINGER_MS = 1000  # let the last status message reach the daemon
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSpec:
+    """Everything a capture process needs; plain data across the spawn boundary."""
+
+    source_id: str
+    ring_name: str
+    backend: BackendSpec
+    frame_rate: float
+    notify_endpoint: str
+    status_endpoint: str
+    parent_pid: int
+    log_level: int = logging.INFO
+
+
+def decode_status(data: bytes) -> dict[str, Any]:
+    """A status message from a capture process (trusted: our own child)."""
+    message: dict[str, Any] = msgpack.unpackb(data, raw=False)
+    return message
+
+
+class _Stop:
+    """Set by SIGTERM; the loop checks it between frames."""
+
+    requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+
+def capture_main(spec: CaptureSpec) -> None:
+    """Entry point of the capture process. Exits 0 when stopped or at the end
+    of the stream, `EXIT_FAILED` when the device failed."""
+    logging.basicConfig(
+        level=spec.log_level,
+        format=f"%(levelname)s capture[{spec.source_id}] %(message)s",
+        stream=sys.stderr,
+    )
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    ctx = zmq.Context()
+    status = ctx.socket(zmq.PUSH)
+    status.setsockopt(zmq.LINGER, STATUS_LINGER_MS)
+    status.connect(spec.status_endpoint)
+    try:
+        code = _capture(spec, stop, ctx, status)
+    finally:
+        ctx.destroy(linger=STATUS_LINGER_MS)
+    sys.exit(code)
+
+
+Reporter = Callable[[str, str], None]
+StopCheck = Callable[[], bool]
+
+
+def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], status: zmq.Socket[Any]) -> int:
+    def report(event: str, reason: str = "") -> None:
+        message = {"source": spec.source_id, "pid": os.getpid(), "event": event, "reason": reason}
+        status.send(msgpack.packb(message))
+
+    def should_stop() -> bool:
+        # An orphan (daemon killed) stops too: nothing would ever reap it.
+        return stop.requested or os.getppid() != spec.parent_pid
+
+    with Ring.open(spec.ring_name, writable=True) as ring:
+        ring.set_pids(writer=os.getpid())
+        notify = ctx.socket(zmq.PUB)
+        notify.bind(spec.notify_endpoint)
+        try:
+            if isinstance(ring.format, VideoFormat):
+                video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
+                _closing(video, lambda: _video_loop(video, ring, notify, should_stop, report))
+            else:
+                audio = open_audio_backend(spec.backend, ring.format)
+                _closing(audio, lambda: _audio_loop(audio, ring, notify, should_stop, report))
+        except EndOfStream as exc:
+            ring.mark_ended()
+            report("ended", str(exc) or "end of stream")
+        except CaptureError as exc:
+            log.error("%s", exc)
+            report("failed", str(exc))
+            return EXIT_FAILED
+        finally:
+            notify.close(linger=0)
+    return 0
+
+
+def _closing(backend: VideoBackend | AudioBackend, run: Callable[[], None]) -> None:
+    try:
+        run()
+    finally:
+        backend.close()
+
+
+def _video_loop(
+    backend: VideoBackend,
+    ring: Ring,
+    notify: zmq.Socket[Any],
+    should_stop: StopCheck,
+    report: Reporter,
+) -> None:
+    writer = VideoWriter(ring)
+    while not should_stop():
+        view = writer.begin()
+        captured_ns = backend.read_into(view, writer.seq)
+        wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
+        notify.send(encode_frame_ready(writer.commit(captured_ns, wall_ns)))
+        if writer.seq == writer.first_seq:
+            report("ready", "")
+
+
+def _audio_loop(
+    backend: AudioBackend,
+    ring: Ring,
+    notify: zmq.Socket[Any],
+    should_stop: StopCheck,
+    report: Reporter,
+) -> None:
+    writer = AudioWriter(ring)
+    first = True
+    while not should_stop():
+        block, captured_ns = backend.read_block()
+        writer.write(block, captured_ns)
+        notify.send(encode_frame_ready(writer.position))
+        if first:
+            report("ready", "")
+            first = False

@@ -1,0 +1,260 @@
+"""The spec's constrainable pattern: SelectSettings over a device's capabilities.
+
+Design note. The spec lets an implementation track each property's possible
+values as a range instead of enumerating settings dictionaries. Here every
+property of a device is a `Domain`: a numeric range or a set of choices.
+Required constraints (``exact``, ``min``, ``max``; bare values inside
+``advanced``) narrow the domains; an empty domain means the constraint
+cannot be satisfied. ``advanced`` sets narrow all together or are skipped.
+Then each property takes the value closest to its ``ideal`` (or the device
+default), and the fitness distance of those choices ranks devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mediastream.errors import OverconstrainedError
+
+__all__ = [
+    "Choice",
+    "Domain",
+    "NumberRange",
+    "SUPPORTED_CONSTRAINTS",
+    "Selection",
+    "domains_from_capabilities",
+    "parse_gum_constraints",
+    "select_settings",
+]
+
+VIDEO_PROPERTIES = ("width", "height", "aspectRatio", "frameRate", "resizeMode", "pixelFormat")
+AUDIO_PROPERTIES = (
+    "sampleRate",
+    "sampleSize",
+    "channelCount",
+    "latency",
+    "echoCancellation",
+    "autoGainControl",
+    "noiseSuppression",
+)
+COMMON_PROPERTIES = ("deviceId", "groupId", "facingMode")
+SUPPORTED_CONSTRAINTS = COMMON_PROPERTIES + VIDEO_PROPERTIES + AUDIO_PROPERTIES
+INTEGER_PROPERTIES = frozenset({"width", "height", "sampleRate", "sampleSize", "channelCount"})
+NUMBER_KEYS = frozenset({"min", "max", "exact", "ideal"})
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRange:
+    low: float
+    high: float
+    integer: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self.low > self.high
+
+    def restrict(self, constraint: Any) -> NumberRange:
+        low, high = self.low, self.high
+        if isinstance(constraint, Mapping):
+            low = max(low, _number(constraint.get("min"), low))
+            high = min(high, _number(constraint.get("max"), high))
+            exact = constraint.get("exact")
+            if exact is not None:
+                low, high = max(low, _number(exact, low)), min(high, _number(exact, high))
+        elif _is_number(constraint):  # a bare value where the spec makes it exact
+            low, high = max(low, constraint), min(high, constraint)
+        return NumberRange(low, high, self.integer)
+
+    def pick(self, ideal: float) -> float:
+        value = min(max(ideal, self.low), self.high)
+        return float(round(value)) if self.integer else value
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    values: tuple[Any, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.values
+
+    def restrict(self, constraint: Any) -> Choice:
+        wanted = constraint.get("exact") if isinstance(constraint, Mapping) else constraint
+        if wanted is None:
+            return self
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        return Choice(tuple(v for v in self.values if v in allowed and type(v) is type(allowed[0])))
+
+    def pick(self, ideal: Any) -> Any:
+        ideals = ideal if isinstance(ideal, list) else [ideal]
+        return next((v for v in ideals if v in self.values), self.values[0])
+
+
+Domain = NumberRange | Choice
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any, default: float) -> float:
+    return float(value) if _is_number(value) else default
+
+
+def domains_from_capabilities(capabilities: Mapping[str, Any]) -> dict[str, Domain]:
+    """Capabilities in the spec's shapes ({min, max} or a list) as domains."""
+    domains: dict[str, Domain] = {}
+    for name, capability in capabilities.items():
+        if isinstance(capability, Mapping):
+            integer = name in INTEGER_PROPERTIES
+            domains[name] = NumberRange(capability["min"], capability["max"], integer)
+        elif isinstance(capability, list):
+            domains[name] = Choice(tuple(capability))
+        else:
+            domains[name] = Choice((capability,))
+    return domains
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    settings: dict[str, Any]
+    distance: float
+
+
+def select_settings(
+    capabilities: Mapping[str, Any], defaults: Mapping[str, Any], constraints: Mapping[str, Any]
+) -> Selection:
+    """The spec's SelectSettings for one device.
+
+    Raises `OverconstrainedError` naming the first required constraint that no
+    possible setting satisfies.
+    """
+    domains = domains_from_capabilities(capabilities)
+    basic = {k: v for k, v in constraints.items() if k != "advanced"}
+    for name, constraint in basic.items():
+        _narrow(domains, name, _required_part(constraint))
+    for advanced in constraints.get("advanced") or []:
+        _try_advanced(domains, advanced)
+    return _choose(domains, defaults, basic)
+
+
+def _required_part(constraint: Any) -> Any:
+    """What a basic-set constraint requires: bare values there are only ideal."""
+    if isinstance(constraint, Mapping):
+        return {k: v for k, v in constraint.items() if k != "ideal"}
+    return None
+
+
+def _narrow(domains: dict[str, Domain], name: str, required: Any) -> None:
+    if name not in domains or not required:
+        return  # the spec ignores constraints a device does not have
+    narrowed = domains[name].restrict(required)
+    if narrowed.empty:
+        raise OverconstrainedError(name, f"no setting satisfies {name}={required!r}")
+    domains[name] = narrowed
+
+
+def _try_advanced(domains: dict[str, Domain], advanced: Mapping[str, Any]) -> None:
+    trial = dict(domains)
+    try:
+        for name, constraint in advanced.items():
+            _narrow(trial, name, constraint)
+    except OverconstrainedError:
+        return  # an unsatisfiable advanced set is skipped, not an error
+    domains.update(trial)
+
+
+def _choose(
+    domains: Mapping[str, Domain], defaults: Mapping[str, Any], basic: Mapping[str, Any]
+) -> Selection:
+    settings: dict[str, Any] = {}
+    distance = 0.0
+    for name, domain in domains.items():
+        ideal = _ideal(basic.get(name))
+        target = ideal if ideal is not None else defaults.get(name, _lowest(domain))
+        value = domain.pick(target)
+        settings[name] = int(value) if name in INTEGER_PROPERTIES else value
+        if ideal is not None:
+            distance += _distance(value, ideal)
+    return Selection(settings, distance)
+
+
+def _ideal(constraint: Any) -> Any:
+    if isinstance(constraint, Mapping):
+        return constraint.get("ideal")
+    return constraint
+
+
+def _lowest(domain: Domain) -> Any:
+    return domain.low if isinstance(domain, NumberRange) else domain.values[0]
+
+
+def _distance(value: Any, ideal: Any) -> float:
+    """The spec's fitness distance for one property."""
+    if _is_number(value) and _is_number(ideal):
+        if value == ideal:
+            return 0.0
+        return float(abs(value - ideal) / max(abs(value), abs(ideal)))
+    ideals = ideal if isinstance(ideal, list) else [ideal]
+    return 0.0 if value in ideals else 1.0
+
+
+def parse_gum_constraints(constraints: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Validate getUserMedia's argument; return {"audio"|"video": constraint set}.
+
+    Raises the builtin `TypeError` when nothing is requested, or a value or a
+    constraint has the wrong type, as the spec's IDL conversion would.
+    """
+    requested: dict[str, dict[str, Any]] = {}
+    for kind in ("audio", "video"):
+        value = constraints.get(kind, False)
+        if value is True:
+            requested[kind] = {}
+        elif isinstance(value, Mapping):
+            requested[kind] = _check_constraint_set(kind, value)
+        elif value is not False:
+            raise TypeError(f"{kind} must be a bool or a constraints dict, not {value!r:.60}")
+    if not requested:
+        raise TypeError("getUserMedia needs audio or video (or both) requested")
+    return requested
+
+
+def _check_constraint_set(kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
+    own = set(COMMON_PROPERTIES) | set(VIDEO_PROPERTIES if kind == "video" else AUDIO_PROPERTIES)
+    checked: dict[str, Any] = {}
+    for name, constraint in value.items():
+        if name == "advanced":
+            checked[name] = _check_advanced(kind, constraint, own)
+        elif name in own:  # the other kind's properties are dropped, per spec
+            checked[name] = _check_constraint(name, constraint)
+    return checked
+
+
+def _check_advanced(kind: str, advanced: Any, own: set[str]) -> list[dict[str, Any]]:
+    if not isinstance(advanced, list) or not all(isinstance(s, Mapping) for s in advanced):
+        raise TypeError("advanced must be a list of constraint sets")
+    return [{k: _check_constraint(k, v) for k, v in s.items() if k in own} for s in advanced]
+
+
+def _check_constraint(name: str, constraint: Any) -> Any:
+    if isinstance(constraint, Mapping):
+        unknown = set(constraint) - NUMBER_KEYS
+        if unknown:
+            raise TypeError(f"{name}: unknown constraint key {sorted(unknown)[0]!r}")
+        for value in constraint.values():
+            _check_value(name, value)
+        return dict(constraint)
+    _check_value(name, constraint)
+    return constraint
+
+
+def _check_value(name: str, value: Any) -> None:
+    scalars = (str, int, float, bool)
+    ok = isinstance(value, scalars) or (
+        isinstance(value, list) and all(isinstance(v, str) for v in value)
+    )
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        raise TypeError(f"{name}: {value!r:.60} is not a valid constraint value")

@@ -1,0 +1,351 @@
+"""The daemon's main process: control requests, sessions, tracks and events.
+
+Design note. One asyncio loop owns three sockets: a ROUTER for requests, a
+PUB for events, and (in `SourceManager`) a PULL for capture processes'
+status. Each request runs as a task of its own so that a slow device start
+never stalls other clients; a client's own requests are serial because the
+client waits for each reply. Nothing a client sends can raise out of the
+loop: undecodable or invalid messages are counted and answered with an
+error, and handler errors travel back as DOMException names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from mediastream import wire
+from mediastream.errors import (
+    InvalidStateError,
+    MediaStreamError,
+    NotFoundError,
+    OverconstrainedError,
+    ProtocolError,
+)
+from mediastream.paths import control_endpoint, events_endpoint
+from mediastream.ring import AudioFormat, RingFormat, VideoFormat
+
+from .config import BrokerConfig
+from .constraints import parse_gum_constraints, select_settings
+from .devices import Device, fake_devices
+from .notify import SystemdNotifier
+from .sessions import Session, SessionTable, parse_peer_address
+from .sources import Source, SourceManager, sweep_stale_rings
+
+__all__ = ["Broker", "TrackRecord"]
+
+log = logging.getLogger(__name__)
+
+# libzmq drops (and disconnects) anything larger before we see it; messages
+# between the wire limit and this one are decoded, refused and counted.
+TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
+
+Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(eq=False)
+class TrackRecord:
+    """The daemon's side of one MediaStreamTrack held by one session."""
+
+    id: str
+    session: Session
+    source: Source
+    settings: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.source.device.media_kind
+
+    def to_wire(self) -> wire.TrackInfoDict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.source.device.label,
+            "muted": self.source.muted,
+            "settings": self.settings,
+            "ring": self.source.ring_name,
+            "notify": self.source.notify_endpoint,
+        }
+
+
+class Broker:
+    """Serves clients until ``stop`` is set by `run`'s caller."""
+
+    def __init__(self, config: BrokerConfig, devices: list[Device] | None = None) -> None:
+        self.config = config
+        self.devices = (
+            devices if devices is not None else (fake_devices() if config.fake_devices else [])
+        )
+        self.sessions = SessionTable()
+        self.tracks: dict[str, TrackRecord] = {}
+        self.counters = {"requests": 0, "malformed": 0, "errors": 0}
+        self._ctx = zmq.asyncio.Context()
+        self._notifier = SystemdNotifier()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Handler] = {
+            "bye": self._bye,
+            "enumerateDevices": self._enumerate_devices,
+            "getUserMedia": self._get_user_media,
+            "stopTrack": self._stop_track,
+            "cloneTrack": self._clone_track,
+        }
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Bind, tell systemd READY=1, serve until ``stop`` is set, then end
+        every track, stop every capture process and unlink every ring."""
+        self._prepare_run_dir()
+        self._control = self._bind(zmq.ROUTER, control_endpoint(self.config.run_dir))
+        self._control.setsockopt(zmq.MAXMSGSIZE, TRANSPORT_MAX_BYTES)
+        self._events = self._bind(zmq.PUB, events_endpoint(self.config.run_dir))
+        self.sources = SourceManager(self.config, self, self._ctx)
+        loops = [
+            self._serve_control(),
+            self.sources.serve_status(),
+            self._reap_sessions(),
+            self._heartbeat(),
+        ]
+        workers = [asyncio.create_task(c) for c in loops]
+        log.info("serving %d device(s) on %s", len(self.devices), self.config.run_dir)
+        self._notifier.ready()
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(workers)
+
+    def _prepare_run_dir(self) -> None:
+        self.config.run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        sweep_stale_rings(self.config)
+
+    def _bind(self, kind: int, endpoint: str) -> zmq.asyncio.Socket:
+        socket = self._ctx.socket(kind)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.bind(endpoint)
+        return socket
+
+    async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
+        log.info("stopping: ending %d track(s)", len(self.tracks))
+        self._notifier.stopping()
+        for worker in [*workers, *self._tasks]:
+            worker.cancel()
+        await asyncio.gather(*workers, *self._tasks, return_exceptions=True)
+        for track in list(self.tracks.values()):
+            self._end_track(track, "the daemon is stopping")
+        self._publish("broker", "stopping")
+        await self.sources.close_all()
+        self._control.close()
+        self._events.close()
+        self._ctx.term()
+        for name in ("control", "events", "capture-status"):
+            (self.config.run_dir / name).unlink(missing_ok=True)
+        self._notifier.close()
+        log.info("stopped")
+
+    # -- requests --------------------------------------------------------
+
+    async def _serve_control(self) -> None:
+        while True:
+            frames = await self._control.recv_multipart(copy=False)
+            self._dispatch(frames)
+
+    def _dispatch(self, frames: list[zmq.Frame]) -> None:
+        if len(frames) != 2:
+            self.counters["malformed"] += 1
+            return
+        identity, payload = frames[0].bytes, frames[1]
+        try:
+            request = wire.decode_request(payload.bytes)
+        except ProtocolError as exc:
+            self.counters["malformed"] += 1
+            self._reply_error(identity, wire.request_id_of(payload.bytes), exc)
+            return
+        self.counters["requests"] += 1
+        session = self.sessions.get(identity)
+        if session is not None:
+            session.last_seen = time.monotonic()
+        if request.op == "heartbeat":
+            return
+        task = asyncio.create_task(self._answer(identity, payload, session, request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, identity: bytes, payload: zmq.Frame, session: Session | None, request: wire.Request
+    ) -> None:
+        try:
+            if request.op == "hello":
+                result = self._hello(identity, payload, request.args)
+            elif session is None:
+                raise InvalidStateError(f"{request.op} before hello: say hello first")
+            else:
+                result = await self._handlers[request.op](session, request.args)
+        except (MediaStreamError, TypeError) as exc:
+            self._reply_error(identity, request.id, exc)
+        except Exception as exc:  # the loop must survive a bug in one handler
+            log.exception("%s failed", request.op)
+            self._reply_error(identity, request.id, exc)
+        else:
+            self._control.send_multipart([identity, wire.encode_reply(request.id, result)])
+
+    def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
+        self.counters["errors"] += 1
+        if isinstance(exc, (MediaStreamError, TypeError)):
+            name = exc.name if isinstance(exc, MediaStreamError) else "TypeError"
+            message = str(exc)
+        else:
+            name, message = "AbortError", f"internal error in the daemon: {exc!r}"
+        constraint = exc.constraint if isinstance(exc, OverconstrainedError) else None
+        reply = wire.encode_error(request_id, name, message, constraint)
+        self._control.send_multipart([identity, reply])
+
+    def _hello(self, identity: bytes, payload: zmq.Frame, args: dict[str, Any]) -> dict[str, Any]:
+        if args["version"] != wire.PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"client speaks protocol {args['version']}, daemon {wire.PROTOCOL_VERSION}"
+            )
+        peer = parse_peer_address(str(payload.get("Peer-Address")))
+        old = self.sessions.get(identity)
+        if old is not None:
+            self._release_session(old, "hello again")
+        self.sessions.open(identity, peer, args["name"][:100])
+        return {"heartbeat_s": self.config.heartbeat_s, "daemon_pid": os.getpid()}
+
+    async def _bye(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        self._release_session(session, "bye")
+        return {}
+
+    async def _enumerate_devices(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        return {"devices": [d.to_wire() for d in self.devices]}
+
+    async def _get_user_media(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        requested = parse_gum_constraints(args["constraints"])
+        created: list[TrackRecord] = []
+        try:
+            for kind, constraint_set in requested.items():
+                device, settings = self._select(kind, constraint_set)
+                fmt, frame_rate = _ring_format(device, settings)
+                source = await self.sources.acquire(device, fmt, frame_rate)
+                created.append(self._add_track(session, source, settings))
+        except BaseException:
+            for track in created:
+                self._release_track(track)
+            raise
+        return {"tracks": [t.to_wire() for t in created]}
+
+    def _select(self, kind: str, constraint_set: dict[str, Any]) -> tuple[Device, dict[str, Any]]:
+        """The best device of ``kind`` by fitness distance, and its settings."""
+        candidates = [d for d in self.devices if d.media_kind == kind]
+        if not candidates:
+            raise NotFoundError(f"no {kind} input device is available")
+        best: tuple[float, Device, dict[str, Any]] | None = None
+        failure: OverconstrainedError | None = None
+        for device in candidates:
+            try:
+                selection = select_settings(device.capabilities, device.defaults, constraint_set)
+            except OverconstrainedError as exc:
+                failure = failure or exc
+                continue
+            if best is None or selection.distance < best[0]:
+                best = (selection.distance, device, selection.settings)
+        if best is None:
+            assert failure is not None
+            raise failure
+        return best[1], _complete_settings(best[1], best[2])
+
+    def _add_track(self, session: Session, source: Source, settings: dict[str, Any]) -> TrackRecord:
+        track = TrackRecord(str(uuid.uuid4()), session, source, settings)
+        self.tracks[track.id] = track
+        session.tracks.add(track.id)
+        return track
+
+    async def _stop_track(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        track = self.tracks.get(args["trackId"])
+        if track is not None and track.session is session:
+            self._release_track(track)
+        return {}  # stopping an ended or unknown track is a no-op, as stop() is
+
+    async def _clone_track(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        original = self.tracks.get(args["trackId"])
+        if original is None or original.session is not session:
+            raise InvalidStateError(f"track {args['trackId']!r} is not live in this session")
+        self.sources.retain(original.source)
+        clone = self._add_track(session, original.source, dict(original.settings))
+        return {"track": clone.to_wire()}
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _release_track(self, track: TrackRecord) -> None:
+        if self.tracks.pop(track.id, None) is None:
+            return
+        track.session.tracks.discard(track.id)
+        self.sources.release(track.source)
+
+    def _end_track(self, track: TrackRecord, reason: str) -> None:
+        """The daemon ends a track: the client sees ``ended``."""
+        self._publish(f"track/{track.id}", "ended", reason=reason)
+        self._release_track(track)
+
+    def _release_session(self, session: Session, reason: str) -> None:
+        for track_id in list(session.tracks):
+            self._release_track(self.tracks[track_id])
+        self.sessions.close(session, reason)
+
+    def source_muted(self, source: Source, muted: bool) -> None:
+        for track in self._tracks_of(source):
+            self._publish(f"track/{track.id}", "mute" if muted else "unmute")
+
+    def source_ended(self, source: Source, reason: str) -> None:
+        for track in self._tracks_of(source):
+            self._end_track(track, reason)
+
+    def _tracks_of(self, source: Source) -> list[TrackRecord]:
+        return [t for t in self.tracks.values() if t.source is source]
+
+    def _publish(self, topic: str, event_type: str, **fields: Any) -> None:
+        self._events.send_multipart(wire.encode_event(topic, event_type, **fields))
+
+    async def _reap_sessions(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s / 2)
+            for session, reason in self.sessions.expired(self.config.session_timeout_s):
+                self._release_session(session, reason)
+
+    async def _heartbeat(self) -> None:
+        """Tell clients (and systemd's watchdog) that the loop lives; clients end
+        their tracks when it goes quiet."""
+        interval = min(self.config.heartbeat_s, self._notifier.watchdog_interval_s or math.inf)
+        while True:
+            self._publish("broker", "heartbeat", pid=os.getpid())
+            self._notifier.watchdog()
+            self._notifier.status(self._status_line())
+            await asyncio.sleep(interval)
+
+    def _status_line(self) -> str:
+        sources = sum(1 for _ in self.sources)
+        return f"{len(self.sessions)} client(s), {len(self.tracks)} track(s), {sources} source(s)"
+
+
+def _complete_settings(device: Device, settings: dict[str, Any]) -> dict[str, Any]:
+    """The spec's settings for a track: derived values and the inherent ids."""
+    settings = dict(settings)
+    if device.kind == "videoinput":
+        settings["aspectRatio"] = round(settings["width"] / settings["height"], 10)
+    settings["deviceId"], settings["groupId"] = device.device_id, device.group_id
+    return settings
+
+
+def _ring_format(device: Device, settings: dict[str, Any]) -> tuple[RingFormat, float]:
+    if device.kind == "videoinput":
+        fmt = VideoFormat(
+            settings["width"], settings["height"], settings.get("pixelFormat", "bgr24")
+        )
+        return fmt, float(settings["frameRate"])
+    return AudioFormat(settings["sampleRate"], settings["channelCount"]), 0.0

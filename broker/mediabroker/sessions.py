@@ -1,0 +1,99 @@
+"""Client sessions: who is connected, with the credentials the kernel vouches for."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import psutil
+from mediastream.errors import ProtocolError
+
+__all__ = ["PeerCredentials", "Session", "SessionTable", "parse_peer_address"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    uid: int
+    gid: int
+    pid: int
+
+
+def parse_peer_address(address: str) -> PeerCredentials:
+    """Credentials from libzmq's ``Peer-Address`` over ipc: ``localhost:uid:gid:pid``.
+
+    libzmq reads them with SO_PEERCRED, so a client cannot forge them.
+    """
+    parts = address.rsplit(":", 3)
+    if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]):
+        raise ProtocolError(f"peer address {address!r} carries no ipc credentials")
+    return PeerCredentials(int(parts[1]), int(parts[2]), int(parts[3]))
+
+
+@dataclass(eq=False)
+class Session:
+    identity: bytes
+    peer: PeerCredentials
+    name: str
+    started: float
+    last_seen: float
+    tracks: set[str] = field(default_factory=set)
+    process_created: float | None = None  # tells a reused pid from ours
+
+    def alive(self) -> bool:
+        """False once the client's process is gone (its pid gone or reused)."""
+        try:
+            created: float = psutil.Process(self.peer.pid).create_time()
+        except psutil.Error:
+            return False
+        return created == self.process_created
+
+    def __repr__(self) -> str:
+        peer = self.peer
+        return f"<Session {self.name!r} pid={peer.pid} uid={peer.uid} tracks={len(self.tracks)}>"
+
+
+class SessionTable:
+    def __init__(self) -> None:
+        self._by_identity: dict[bytes, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_identity)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_identity.values()))
+
+    def get(self, identity: bytes) -> Session | None:
+        return self._by_identity.get(identity)
+
+    def open(self, identity: bytes, peer: PeerCredentials, name: str) -> Session:
+        now = time.monotonic()
+        session = Session(identity, peer, name, now, now, process_created=_create_time(peer.pid))
+        self._by_identity[identity] = session
+        log.info("session opened: %r", session)
+        return session
+
+    def close(self, session: Session, reason: str) -> None:
+        if self._by_identity.pop(session.identity, None) is not None:
+            log.info("session closed (%s): %r", reason, session)
+
+    def expired(self, timeout_s: float) -> list[tuple[Session, str]]:
+        """Sessions whose heartbeats stopped or whose process is gone, with why."""
+        deadline = time.monotonic() - timeout_s
+        found = []
+        for session in self._by_identity.values():
+            if not session.alive():
+                found.append((session, f"process {session.peer.pid} is gone"))
+            elif session.last_seen < deadline:
+                found.append((session, f"no heartbeat for {timeout_s:g} s"))
+        return found
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None

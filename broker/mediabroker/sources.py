@@ -1,0 +1,367 @@
+"""Sources: one open device in one mode, its ring and its capture process.
+
+Design note. Every track reads a source; every source is shared by all
+tracks that asked for the same device and settings, and counts them. When
+the count falls to zero the source closes after a grace period (a client
+that stops and re-requests keeps the camera warm). The supervisor here
+restarts a capture process that dies, with backoff: its tracks see ``mute``
+and then ``unmute``; too many crashes in a window end the source.
+
+    STARTING --ready--> LIVE --crash--> RESTARTING --ready--> LIVE
+        |                 |                  |
+        +----fail---------+-----end----------+--too many crashes--> ENDED
+    any --close()--> CLOSED
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import zmq
+import zmq.asyncio
+from mediastream.errors import NotReadableError
+from mediastream.paths import source_endpoint
+from mediastream.ring import AudioFormat, Ring, RingFormat, VideoFormat, read_ring_pids
+
+from .capture import CaptureSpec, capture_main, decode_status
+from .config import BrokerConfig
+from .devices import Device
+
+__all__ = ["Source", "SourceListener", "SourceManager", "SourceState", "sweep_stale_rings"]
+
+log = logging.getLogger(__name__)
+
+MAX_CRASHES = 5  # within CRASH_WINDOW_S, before the source ends
+CRASH_WINDOW_S = 30.0
+BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+_SPAWN = multiprocessing.get_context("spawn")  # never fork a process with live ZeroMQ contexts
+
+
+class SourceState(enum.Enum):
+    STARTING = "starting"
+    LIVE = "live"
+    RESTARTING = "restarting"
+    ENDED = "ended"
+    CLOSED = "closed"
+
+
+class SourceListener(Protocol):
+    def source_muted(self, source: Source, muted: bool) -> None: ...
+
+    def source_ended(self, source: Source, reason: str) -> None: ...
+
+
+SourceKey = tuple[str, RingFormat, float]
+
+
+class Source:
+    """One device opened in one mode. Created by `SourceManager.acquire`."""
+
+    def __init__(
+        self,
+        source_id: str,
+        device: Device,
+        fmt: RingFormat,
+        frame_rate: float,
+        config: BrokerConfig,
+        listener: SourceListener,
+        status_endpoint: str,
+    ) -> None:
+        self.id = source_id
+        self.device = device
+        self.format = fmt
+        self.frame_rate = frame_rate
+        self.ring_name = config.shm_prefix + source_id
+        self.notify_endpoint = source_endpoint(config.run_dir, source_id)
+        self.state = SourceState.STARTING
+        self.refs = 0
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._config = config
+        self._listener = listener
+        self._status_endpoint = status_endpoint
+        self._ring: Ring | None = None
+        self._process: Any = None  # multiprocessing.Process: untyped in typeshed's spawn context
+        self._exited = asyncio.Event()
+        self._crashes: collections.deque[float] = collections.deque(maxlen=MAX_CRASHES)
+        self._last_failure = ""
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def muted(self) -> bool:
+        return self.state in (SourceState.STARTING, SourceState.RESTARTING)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Create the ring and spawn the capture process. Raises `NotReadableError`
+        when /dev/shm has no room for the ring."""
+        slots = self._ring_slots()
+        self._ring = Ring.create(self.ring_name, self.format, slots, shm_dir=self._config.shm_dir)
+        self._spawn()
+
+    def _ring_slots(self) -> int:
+        if isinstance(self.format, AudioFormat):
+            return int(self.format.sample_rate * self._config.audio_ring_s)
+        return self._config.ring_slots
+
+    def _spawn(self) -> None:
+        spec = CaptureSpec(
+            self.id,
+            self.ring_name,
+            self.device.backend,
+            self.frame_rate,
+            self.notify_endpoint,
+            self._status_endpoint,
+            os.getpid(),
+            self._config.log_level,
+        )
+        process = _SPAWN.Process(target=capture_main, args=(spec,), name=f"capture-{self.id}")
+        process.start()
+        self._process = process
+        self._exited.clear()
+        asyncio.get_running_loop().add_reader(process.sentinel, self._on_exit)
+        log.info("source %s: capture process %d started", self.id, process.pid)
+
+    def on_status(self, event: str, reason: str) -> None:
+        """A message from the capture process: ready, failed or ended."""
+        if event == "ready":
+            self._on_ready()
+        elif event == "failed":
+            self._last_failure = reason
+        elif event == "ended":
+            self._end(reason)
+
+    def _on_ready(self) -> None:
+        if self.state is SourceState.STARTING:
+            self._set_state(SourceState.LIVE)
+            if not self.started.done():
+                self.started.set_result(None)
+        elif self.state is SourceState.RESTARTING:
+            self._set_state(SourceState.LIVE)
+            self._listener.source_muted(self, False)
+
+    def _on_exit(self) -> None:
+        process = self._process
+        asyncio.get_running_loop().remove_reader(process.sentinel)
+        process.join()
+        self._exited.set()
+        if self.state in (SourceState.CLOSED, SourceState.ENDED):
+            return
+        reason = self._last_failure or f"capture process exited with status {process.exitcode}"
+        log.warning("source %s: %s", self.id, reason)
+        if self.state is SourceState.STARTING:
+            self._end(reason)
+            return
+        self._crashes.append(time.monotonic())
+        recent = [t for t in self._crashes if time.monotonic() - t < CRASH_WINDOW_S]
+        if len(recent) >= MAX_CRASHES:
+            self._end(f"capture failed {len(recent)} times in {CRASH_WINDOW_S:g} s; last: {reason}")
+            return
+        self._schedule_restart(BACKOFF_S[min(len(recent), len(BACKOFF_S)) - 1])
+
+    def _schedule_restart(self, delay_s: float) -> None:
+        if self.state is SourceState.LIVE:
+            self._set_state(SourceState.RESTARTING)
+            self._listener.source_muted(self, True)
+        log.info("source %s: restarting the capture process in %.1f s", self.id, delay_s)
+        self._timer = asyncio.get_running_loop().call_later(delay_s, self._restart)
+
+    def _restart(self) -> None:
+        self._timer = None
+        if self.state is SourceState.RESTARTING:
+            self._last_failure = ""
+            self._spawn()
+
+    def _end(self, reason: str) -> None:
+        if self.state in (SourceState.ENDED, SourceState.CLOSED):
+            return
+        self._set_state(SourceState.ENDED)
+        if self._ring is not None:
+            self._ring.mark_ended()
+        if not self.started.done():
+            self.started.set_exception(NotReadableError(f"{self.device.label}: {reason}"))
+        self._listener.source_ended(self, reason)
+
+    def _set_state(self, new: SourceState) -> None:
+        log.info("source %s: %s -> %s", self.id, self.state.value, new.value)
+        self.state = new
+
+    async def close(self) -> None:
+        """Stop the capture process (SIGTERM, then SIGKILL after the deadline)
+        and unlink the ring. Idempotent."""
+        if self.state is SourceState.CLOSED:
+            return
+        self._set_state(SourceState.CLOSED)
+        if self._timer is not None:
+            self._timer.cancel()
+        if not self.started.done():
+            self.started.set_exception(NotReadableError(f"{self.device.label}: source closed"))
+        await self._stop_process()
+        if self._ring is not None:
+            self._ring.close()
+            Ring.unlink(self.ring_name, self._config.shm_dir)
+        # The socket file outlives a killed capture process; the run dir is ours.
+        Path(self.notify_endpoint.removeprefix("ipc://")).unlink(missing_ok=True)
+
+    async def _stop_process(self) -> None:
+        process = self._process
+        if process is None or self._exited.is_set():
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(self._exited.wait(), self._config.stop_deadline_s)
+        except TimeoutError:
+            log.warning(
+                "source %s: capture process %d ignored SIGTERM for %.1f s; killing it",
+                self.id,
+                process.pid,
+                self._config.stop_deadline_s,
+            )
+            os.kill(process.pid, signal.SIGKILL)
+            await self._exited.wait()
+
+    def __repr__(self) -> str:
+        return f"<Source {self.id} {self.device.label!r} {self.state.value} refs={self.refs}>"
+
+
+class SourceManager:
+    """Opens, shares and closes sources; listens to capture processes."""
+
+    def __init__(
+        self, config: BrokerConfig, listener: SourceListener, ctx: zmq.asyncio.Context
+    ) -> None:
+        self._config = config
+        self._listener = listener
+        self._sources: dict[SourceKey, Source] = {}
+        self._by_id: dict[str, Source] = {}
+        self._idle_timers: dict[Source, asyncio.TimerHandle] = {}
+        self._ids = itertools.count(1)
+        self.status_endpoint = f"ipc://{config.run_dir / 'capture-status'}"
+        self._status = ctx.socket(zmq.PULL)
+        self._status.bind(self.status_endpoint)
+        self._close_tasks: set[asyncio.Task[None]] = set()
+
+    def __iter__(self) -> Iterator[Source]:
+        return iter(list(self._by_id.values()))
+
+    async def acquire(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
+        """A live source for ``device`` in this mode, shared when one is open.
+        The caller holds one reference. Raises `NotReadableError`."""
+        key: SourceKey = (device.device_id, fmt, frame_rate)
+        source = self._sources.get(key)
+        if source is None or source.state in (SourceState.ENDED, SourceState.CLOSED):
+            source = self._open(key, device, fmt, frame_rate)
+        self.retain(source)
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(source.started), self._config.source_start_timeout_s
+            )
+        except BaseException as exc:
+            self.release(source)
+            if isinstance(exc, TimeoutError):
+                raise NotReadableError(
+                    f"{device.label} did not start within {self._config.source_start_timeout_s:g} s"
+                ) from exc
+            raise
+        return source
+
+    def _open(self, key: SourceKey, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
+        source_id = f"{next(self._ids)}-{_mode_name(fmt, frame_rate)}"
+        source = Source(
+            source_id, device, fmt, frame_rate, self._config, self._listener, self.status_endpoint
+        )
+        source.start()
+        self._sources[key] = source
+        self._by_id[source_id] = source
+        return source
+
+    def retain(self, source: Source) -> None:
+        source.refs += 1
+        timer = self._idle_timers.pop(source, None)
+        if timer is not None:
+            timer.cancel()
+
+    def release(self, source: Source) -> None:
+        """Drop one reference; the last one closes the source after the grace period
+        (at once when it has ended: there is nothing to keep warm)."""
+        source.refs -= 1
+        if source.refs > 0:
+            return
+        delay = 0.0 if source.state is SourceState.ENDED else self._config.idle_close_s
+        loop = asyncio.get_running_loop()
+        self._idle_timers[source] = loop.call_later(delay, self._close_idle, source)
+
+    def _close_idle(self, source: Source) -> None:
+        self._idle_timers.pop(source, None)
+        if source.refs == 0:
+            task = asyncio.create_task(self._close(source))
+            self._close_tasks.add(task)
+            task.add_done_callback(self._close_tasks.discard)
+
+    async def _close(self, source: Source) -> None:
+        key = (source.device.device_id, source.format, source.frame_rate)
+        if self._sources.get(key) is source:
+            del self._sources[key]
+        self._by_id.pop(source.id, None)
+        await source.close()
+
+    async def serve_status(self) -> None:
+        """Forward capture processes' status messages to their sources (runs forever)."""
+        while True:
+            message = decode_status(await self._status.recv())
+            source = self._by_id.get(str(message.get("source")))
+            if source is not None:
+                source.on_status(str(message.get("event")), str(message.get("reason", "")))
+
+    async def close_all(self) -> None:
+        for timer in self._idle_timers.values():
+            timer.cancel()
+        sources = list(self._by_id.values())
+        self._sources.clear()
+        self._by_id.clear()
+        await asyncio.gather(*(s.close() for s in sources), *self._close_tasks)
+        self._status.close(linger=0)
+
+
+def _mode_name(fmt: RingFormat, frame_rate: float) -> str:
+    if isinstance(fmt, VideoFormat):
+        return f"video-{fmt.width}x{fmt.height}-{fmt.pixel_format}-{frame_rate:g}fps"
+    return f"audio-{fmt.sample_rate}hz-{fmt.channels}ch"
+
+
+def sweep_stale_rings(config: BrokerConfig) -> list[str]:
+    """Unlink this prefix's segments whose owner and writer are both gone
+    (left by a daemon that was killed). Returns the names removed."""
+    removed = []
+    for path in sorted(config.shm_dir.glob(config.shm_prefix + "*")):
+        pids = read_ring_pids(path.name, config.shm_dir)
+        if pids is not None and any(pid and _pid_alive(pid) for pid in pids):
+            continue
+        Ring.unlink(path.name, config.shm_dir)
+        removed.append(path.name)
+    if removed:
+        log.info("removed %d stale segment(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

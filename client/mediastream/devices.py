@@ -1,0 +1,213 @@
+"""MediaDevices: the front door. Connects to the local daemon."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import zmq
+
+from .connection import BrokerConnection, process_name
+from .errors import InvalidStateError, ProtocolError
+from .events import Event, EventHandler, EventTarget
+from .paths import resolve_run_dir
+from .stream import MediaStream
+from .track import MediaStreamTrack
+from .wire import DeviceInfoDict, TrackInfoDict
+
+__all__ = ["InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_CONSTRAINTS = (
+    "width",
+    "height",
+    "aspectRatio",
+    "frameRate",
+    "facingMode",
+    "resizeMode",
+    "sampleRate",
+    "sampleSize",
+    "echoCancellation",
+    "autoGainControl",
+    "noiseSuppression",
+    "latency",
+    "channelCount",
+    "deviceId",
+    "groupId",
+)
+
+
+DeviceKind = Literal["videoinput", "audioinput", "audiooutput"]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaDeviceInfo:
+    deviceId: str
+    kind: DeviceKind
+    label: str
+    groupId: str
+
+    def toJSON(self) -> dict[str, str]:
+        return {
+            "deviceId": self.deviceId,
+            "kind": self.kind,
+            "label": self.label,
+            "groupId": self.groupId,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InputDeviceInfo(MediaDeviceInfo):
+    _capabilities: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def getCapabilities(self) -> dict[str, Any]:
+        return copy.deepcopy(self._capabilities)
+
+
+class MediaDevices(EventTarget):
+    """A connection to the local mediabroker daemon.
+
+    ``run_dir`` defaults to the daemon's (``$MEDIABROKER_RUNDIR``, else
+    /run/mediabroker, else ``$XDG_RUNTIME_DIR/mediabroker``). Raises
+    `NotReadableError` when no daemon answers there. ``close()`` (or leaving
+    the ``with`` block) stops every track this object gave out.
+    """
+
+    ondevicechange = EventHandler()
+    _connection: BrokerConnection | None = None
+
+    def __init__(self, run_dir: str | Path | None = None, *, name: str | None = None) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir) if run_dir is not None else resolve_run_dir()
+        self._tracks: dict[str, MediaStreamTrack] = {}
+        self._tracks_lock = threading.Lock()
+        self._connection = BrokerConnection(
+            self.run_dir, name or process_name(), self._on_event, self._on_daemon_lost
+        )
+        self._connection.subscribe("device")
+
+    @property
+    def _context(self) -> zmq.Context[Any]:
+        return self._live_connection().context
+
+    # -- the spec's methods ----------------------------------------------
+
+    def enumerateDevices(self) -> list[MediaDeviceInfo]:
+        """The daemon's devices, microphones first, then cameras; new objects each call."""
+        result = self._connection_request("enumerateDevices")
+        return [_device_info(d) for d in result["devices"]]
+
+    def getSupportedConstraints(self) -> dict[str, bool]:
+        return {name: True for name in SUPPORTED_CONSTRAINTS}
+
+    def getUserMedia(self, constraints: Mapping[str, Any] | None = None) -> MediaStream:
+        """A stream with one track per requested kind.
+
+        Raises builtin `TypeError` when nothing is requested, `NotFoundError`,
+        `OverconstrainedError`, `NotReadableError`, `AbortError`, and
+        `InvalidStateError` once closed.
+        """
+        if constraints is None:
+            raise TypeError("getUserMedia needs audio or video (or both) requested")
+        if not isinstance(constraints, Mapping):
+            raise TypeError(f"constraints must be a dict, not {type(constraints).__name__}")
+        result = self._connection_request("getUserMedia", {"constraints": dict(constraints)})
+        return MediaStream([self._adopt_track(info) for info in result["tracks"]])
+
+    def close(self) -> None:
+        """Stop every track (no ``ended`` events, as the spec's "stop all
+        sources"), say goodbye and disconnect. Idempotent."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        with self._tracks_lock:
+            tracks, self._tracks = list(self._tracks.values()), {}
+        for track in tracks:
+            track._mark_ended(stopped=True)
+            track._close_reader()
+        try:
+            connection.request("bye", timeout=1.0)
+        except Exception as exc:  # the daemon may be gone; it reaps us anyway
+            log.debug("bye: %s", exc)
+        connection.close()
+
+    def __enter__(self) -> MediaDevices:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._connection is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._connection is None else f"{len(self._tracks)} track(s)"
+        return f"<MediaDevices {str(self.run_dir)!r} {state}>"
+
+    # -- for tracks ------------------------------------------------------
+
+    def _live_connection(self) -> BrokerConnection:
+        connection = self._connection
+        if connection is None:
+            raise InvalidStateError("this MediaDevices is closed")
+        return connection
+
+    def _connection_request(self, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self._live_connection().request(op, args)
+
+    def _adopt_track(self, info: TrackInfoDict) -> MediaStreamTrack:
+        track = MediaStreamTrack(self, info)
+        with self._tracks_lock:
+            self._tracks[track.id] = track
+        self._live_connection().subscribe(f"track/{track.id}")
+        return track
+
+    def _forget_track(self, track: MediaStreamTrack) -> None:
+        with self._tracks_lock:
+            known = self._tracks.pop(track.id, None) is not None
+        connection = self._connection
+        if known and connection is not None:
+            connection.unsubscribe(f"track/{track.id}")
+
+    # -- events from the daemon (dispatch thread) -------------------------
+
+    def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
+        kind = payload["type"]
+        if topic == "device" and kind == "devicechange":
+            self.dispatchEvent(Event("devicechange"))
+            return
+        if not topic.startswith("track/"):
+            return
+        with self._tracks_lock:
+            track = self._tracks.get(topic.removeprefix("track/"))
+        if track is None:
+            return
+        if kind == "ended":
+            track._end_by_source(str(payload.get("reason", "the source ended")))
+        elif kind in ("mute", "unmute"):
+            track._set_muted(kind == "mute")
+
+    def _on_daemon_lost(self, reason: str) -> None:
+        with self._tracks_lock:
+            tracks = list(self._tracks.values())
+        for track in tracks:
+            track._end_by_source(reason)
+
+
+def _device_info(info: DeviceInfoDict) -> MediaDeviceInfo:
+    kind = info["kind"]
+    if kind not in ("videoinput", "audioinput", "audiooutput"):
+        raise ProtocolError(f"the daemon listed a device of unknown kind {kind!r}")
+    args = (info["deviceId"], cast(DeviceKind, kind), info["label"], info["groupId"])
+    if kind == "audiooutput":
+        return MediaDeviceInfo(*args)
+    return InputDeviceInfo(*args, info["capabilities"])

@@ -1,0 +1,206 @@
+"""MediaStreamTrack: a proxy for one track the daemon holds for this process."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .errors import InvalidStateError, NotReadableError
+from .events import Event, EventHandler, EventTarget
+from .frames import AudioData, VideoFrame, black_frame
+from .reader import SourceReader
+from .wire import TrackInfoDict
+
+if TYPE_CHECKING:
+    from .devices import MediaDevices
+
+__all__ = ["MediaStreamTrack"]
+
+log = logging.getLogger(__name__)
+
+
+class MediaStreamTrack(EventTarget):
+    """One audio or video track. Created by `MediaDevices.getUserMedia` and
+    `clone()`, never directly.
+
+    Events: ``ended`` (the source ended: device gone, daemon gone; never
+    after `stop()`), ``mute`` and ``unmute`` (the source paused, e.g. its
+    capture process restarting). Listeners run on the client's event thread.
+    """
+
+    onended = EventHandler()
+    onmute = EventHandler()
+    onunmute = EventHandler()
+
+    def __init__(self, devices: MediaDevices, info: TrackInfoDict, *, live: bool = True) -> None:
+        super().__init__()
+        self._devices = devices
+        self._info = info
+        self._ready_state: Literal["live", "ended"] = "live" if live else "ended"
+        self._stopped = False
+        self._muted = bool(info["muted"])
+        self._enabled = True
+        self._end_reason = ""
+        self._state_lock = threading.Lock()
+        self._reader: SourceReader | None = None
+        if live:
+            self._reader = SourceReader(
+                devices._context, info["ring"], info["notify"], self._is_live
+            )
+
+    # -- attributes ------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._info["id"]
+
+    @property
+    def kind(self) -> Literal["audio", "video"]:
+        return "video" if self._info["kind"] == "video" else "audio"
+
+    @property
+    def label(self) -> str:
+        return self._info["label"]
+
+    @property
+    def readyState(self) -> Literal["live", "ended"]:
+        return self._ready_state
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    @property
+    def enabled(self) -> bool:
+        """Reads deliver media only while enabled; disabled, video reads give
+        black frames and audio reads silence. Settable, even once ended."""
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+
+    def getSettings(self) -> dict[str, Any]:
+        return copy.deepcopy(self._info["settings"])
+
+    # -- methods ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """End the track now, synchronously; fires no event. Idempotent.
+        The daemon closes the source when no track uses it any more."""
+        if not self._mark_ended(stopped=True):
+            return
+        self._close_reader()
+        self._devices._forget_track(self)
+        try:
+            self._devices._connection_request("stopTrack", {"trackId": self.id})
+        except (NotReadableError, InvalidStateError) as exc:
+            log.debug("stopTrack %s: %s (the daemon releases it anyway)", self.id, exc)
+
+    def clone(self) -> MediaStreamTrack:
+        """A new track (new id) on the same source; a clone of an ended track is ended."""
+        if self._ready_state == "ended":
+            ended = MediaStreamTrack(
+                self._devices, {**self._info, "id": str(uuid.uuid4())}, live=False
+            )
+            ended._end_reason = self._end_reason
+            return ended
+        result = self._devices._connection_request("cloneTrack", {"trackId": self.id})
+        return self._devices._adopt_track(result["track"])
+
+    def read(self, timeout: float | None = None) -> VideoFrame | AudioData:
+        """Block until media newer than the last read is there and return it.
+
+        Video: the newest frame not yet returned, as a zero-copy view (older
+        unread frames are skipped and counted in ``stats``). Audio: every
+        sample since the last read. ``timeout`` is in seconds (None: wait).
+        Raises `ReadTimeoutError`, `InvalidStateError` once stopped, and
+        `NotReadableError` once the source has ended.
+        """
+        reader = self._live_reader()
+        try:
+            item = reader.read(timeout)
+        except NotReadableError:
+            if self._stopped:
+                raise InvalidStateError(f"track {self.id} was stopped") from None
+            raise NotReadableError(self._end_reason or f"track {self.id} has ended") from None
+        if self._enabled:
+            return item
+        return black_frame(item) if isinstance(item, VideoFrame) else _silence(item)
+
+    def frames(self, timeout: float | None = None) -> Iterator[VideoFrame | AudioData]:
+        """Iterate over `read()` until the track ends (a stop or the source
+        ending finishes the iteration; a timeout raises)."""
+        while True:
+            try:
+                yield self.read(timeout)
+            except (InvalidStateError, NotReadableError):
+                if self.readyState == "ended":
+                    return
+                raise
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Video: the spec's MediaStreamTrackVideoStats for this consumer;
+        audio: the same counts in sample frames."""
+        reader = self._reader
+        delivered = reader.delivered if reader else 0
+        discarded = reader.discarded if reader else 0
+        return {
+            "deliveredFrames": delivered,
+            "discardedFrames": discarded,
+            "totalFrames": delivered + discarded,
+        }
+
+    # -- called by MediaDevices and the daemon's events --------------------
+
+    def _live_reader(self) -> SourceReader:
+        reader = self._reader
+        if self._stopped or reader is None:
+            raise InvalidStateError(f"track {self.id} was stopped; reading needs a live track")
+        if self._ready_state == "ended":
+            raise NotReadableError(self._end_reason or f"track {self.id} has ended")
+        return reader
+
+    def _is_live(self) -> bool:
+        return self._ready_state == "live"
+
+    def _mark_ended(self, *, stopped: bool, reason: str = "") -> bool:
+        """Set readyState to ended; True if this call changed it."""
+        with self._state_lock:
+            if self._ready_state == "ended":
+                return False
+            self._ready_state, self._stopped = "ended", stopped
+            self._end_reason = reason
+        return True
+
+    def _end_by_source(self, reason: str) -> None:
+        """The spec's "track ended by the user agent": fire ``ended`` once."""
+        if self._mark_ended(stopped=False, reason=reason):
+            log.info("track %s ended: %s", self.id, reason)
+            self._close_reader()
+            self._devices._forget_track(self)
+            self.dispatchEvent(Event("ended"))
+
+    def _set_muted(self, muted: bool) -> None:
+        if self._ready_state == "live" and muted != self._muted:
+            self._muted = muted
+            self.dispatchEvent(Event("mute" if muted else "unmute"))
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def __repr__(self) -> str:
+        return f"<MediaStreamTrack {self.kind} {self.label!r} id={self.id} {self._ready_state}>"
+
+
+def _silence(data: AudioData) -> AudioData:
+    return AudioData(np.zeros_like(data.data), data.sampleRate, data.timestamp, data.position)

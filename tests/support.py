@@ -1,0 +1,160 @@
+"""Test helpers: waiting on conditions, and a real daemon in a process of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import psutil
+from mediastream.ring import SHM_DIR
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, what: str, seen: Callable[[], object] | None = None
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail with what was seen.
+
+    Only for conditions in other processes that offer nothing to block on.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            observed = seen() if seen is not None else result
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what}; saw {observed!r}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def segments(prefix: str) -> list[str]:
+    return sorted(p.name for p in SHM_DIR.glob(prefix + "*"))
+
+
+def unique_prefix() -> str:
+    return f"mbtest{os.getpid()}-{uuid.uuid4().hex[:8]}."
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO / "broker"), str(REPO / "client"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env.update(extra)
+    return env
+
+
+class Daemon:
+    """``mediabroker serve --fake-devices`` in its own process, own run dir and prefix.
+
+    Readiness comes from the daemon itself over the systemd notify protocol
+    (a datagram socket this object owns), not from polling.
+    """
+
+    def __init__(
+        self, run_dir: Path, *extra_args: str, idle_close: float = 0.3, prefix: str | None = None
+    ) -> None:
+        self.run_dir = run_dir
+        self.prefix = prefix or unique_prefix()
+        self.log_path = run_dir.parent / f"{run_dir.name}-daemon.log"
+        self._notify_path = run_dir.parent / f"{run_dir.name}-notify"
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(self._notify_path))
+        self._log = open(self.log_path, "wb")
+        command = [
+            sys.executable,
+            "-m",
+            "mediabroker",
+            "--log-level",
+            "DEBUG",
+            "serve",
+            "--fake-devices",
+            "--run-dir",
+            str(run_dir),
+            "--shm-prefix",
+            self.prefix,
+            "--idle-close",
+            str(idle_close),
+            *extra_args,
+        ]
+        self.process = subprocess.Popen(
+            command,
+            env=child_env(NOTIFY_SOCKET=str(self._notify_path)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.children: set[int] = set()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        self.wait_notification("READY=1", timeout)
+
+    def wait_notification(self, wanted: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            self._notify.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                message = self._notify.recv(4096).decode()
+            except TimeoutError:
+                raise AssertionError(
+                    f"daemon did not send {wanted} within {timeout:g} s; sent {seen}; "
+                    f"exit status {self.process.poll()}; log:\n{self.log()}"
+                ) from None
+            seen.append(message)
+            if wanted in message.split("\n"):
+                return message
+
+    def note_children(self) -> set[int]:
+        """Remember the daemon's current children, to check they are gone later."""
+        try:
+            self.children |= {c.pid for c in psutil.Process(self.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            pass
+        return self.children
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        self.note_children()
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.note_children()
+        self.process.kill()
+        self.process.wait(5)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def living_children(self) -> list[int]:
+        return [
+            pid
+            for pid in self.children
+            if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        ]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self._log.close()
+        self._notify.close()
+        self._notify_path.unlink(missing_ok=True)
