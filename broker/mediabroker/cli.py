@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import BrokerConfig
+from .config import BrokerConfig, FileSource
 from .server import Broker
 
 __all__ = ["main"]
@@ -72,6 +72,14 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
         "(default: $MEDIABROKER_SHM_PREFIX or 'mediabroker.')",
     )
     parser.add_argument(
+        "--video-file",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="play a video file as a camera, looped (repeatable)",
+    )
+    parser.add_argument(
         "--idle-close",
         type=float,
         metavar="SECONDS",
@@ -82,6 +90,7 @@ def _add_daemon_options(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     overrides: dict[str, object] = {
         "fake_devices": args.fake_devices,
+        "file_sources": tuple(FileSource(path) for path in args.video_file),
         "log_level": logging.getLogger().level,
     }
     if args.run_dir is not None:

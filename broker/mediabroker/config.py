@@ -9,7 +9,17 @@ from pathlib import Path
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
 from mediastream.ring import SHM_DIR, check_segment_name
 
-__all__ = ["BrokerConfig"]
+__all__ = ["BrokerConfig", "FileSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """A video file the daemon plays as a camera. Only the daemon's own
+    configuration names files: clients can never make it open a path."""
+
+    path: Path
+    label: str = ""
+    loop: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +28,8 @@ class BrokerConfig:
     shm_prefix: str = field(default_factory=resolve_shm_prefix)
     shm_dir: Path = SHM_DIR
     fake_devices: bool = False
+    file_sources: tuple[FileSource, ...] = ()
+    device_scan_s: float = 1.0  # how often the device list is re-read (hot-plug)
     ring_slots: int = 8
     audio_ring_s: float = 2.0  # seconds of audio an audio ring holds
     idle_close_s: float = 3.0  # grace before a source nobody uses closes

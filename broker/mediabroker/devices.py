@@ -9,9 +9,10 @@ from typing import Any, Literal
 from mediastream.wire import DeviceInfoDict
 
 from .backends import BackendSpec
+from .config import BrokerConfig
 from .fake import FAKE_CAMERA_MAX
 
-__all__ = ["Device", "fake_devices", "stable_id"]
+__all__ = ["Device", "discover_devices", "fake_devices", "stable_id"]
 
 DeviceKind = Literal["videoinput", "audioinput"]
 
@@ -90,3 +91,10 @@ def fake_devices() -> list[Device]:
         {"sampleRate": 48000, "channelCount": 1},
     )
     return [microphone, camera]
+
+
+def discover_devices(config: BrokerConfig) -> list[Device]:
+    """Every device the daemon offers now, microphones first, then cameras
+    (the spec's enumeration order). Called at start and on every rescan."""
+    found = fake_devices() if config.fake_devices else []
+    return sorted(found, key=lambda d: d.kind != "audioinput")

@@ -36,7 +36,7 @@ from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
 from .config import BrokerConfig
 from .constraints import parse_gum_constraints, select_settings
-from .devices import Device, fake_devices
+from .devices import Device, discover_devices
 from .notify import SystemdNotifier
 from .sessions import Session, SessionTable, parse_peer_address
 from .sources import Source, SourceManager, sweep_stale_rings
@@ -82,9 +82,7 @@ class Broker:
 
     def __init__(self, config: BrokerConfig, devices: list[Device] | None = None) -> None:
         self.config = config
-        self.devices = (
-            devices if devices is not None else (fake_devices() if config.fake_devices else [])
-        )
+        self.devices = devices if devices is not None else discover_devices(config)
         self.sessions = SessionTable()
         self.tracks: dict[str, TrackRecord] = {}
         self.counters = {"requests": 0, "malformed": 0, "errors": 0}
@@ -112,6 +110,7 @@ class Broker:
             self.sources.serve_status(),
             self._reap_sessions(),
             self._heartbeat(),
+            self._watch_devices(),
         ]
         workers = [asyncio.create_task(c) for c in loops]
         log.info("serving %d device(s) on %s", len(self.devices), self.config.run_dir)
@@ -327,6 +326,26 @@ class Broker:
             self._notifier.watchdog()
             self._notifier.status(self._status_line())
             await asyncio.sleep(interval)
+
+    async def _watch_devices(self) -> None:
+        """Re-read the device list (hot-plug) and apply any change."""
+        while True:
+            await asyncio.sleep(self.config.device_scan_s)
+            devices = await asyncio.to_thread(discover_devices, self.config)
+            self.set_devices(devices)
+
+    def set_devices(self, devices: list[Device]) -> None:
+        """Replace the device list. When it changed, fire ``devicechange``; a
+        device that went away ends its tracks (``ended`` on each)."""
+        if [d.to_wire() for d in devices] == [d.to_wire() for d in self.devices]:
+            return
+        present = {d.device_id for d in devices}
+        self.devices = devices
+        log.info("devices changed: %s", ", ".join(d.label for d in devices) or "none")
+        for source in list(self.sources):
+            if source.device.device_id not in present:
+                source.end(f"{source.device.label} was removed")
+        self._publish("device", "devicechange", devices=[d.to_wire() for d in devices])
 
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)

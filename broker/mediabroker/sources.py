@@ -142,7 +142,7 @@ class Source:
         elif event == "failed":
             self._last_failure = reason
         elif event == "ended":
-            self._end(reason)
+            self.end(reason)
 
     def _on_ready(self) -> None:
         if self.state is SourceState.STARTING:
@@ -163,12 +163,12 @@ class Source:
         reason = self._last_failure or f"capture process exited with status {process.exitcode}"
         log.warning("source %s: %s", self.id, reason)
         if self.state is SourceState.STARTING:
-            self._end(reason)
+            self.end(reason)
             return
         self._crashes.append(time.monotonic())
         recent = [t for t in self._crashes if time.monotonic() - t < CRASH_WINDOW_S]
         if len(recent) >= MAX_CRASHES:
-            self._end(f"capture failed {len(recent)} times in {CRASH_WINDOW_S:g} s; last: {reason}")
+            self.end(f"capture failed {len(recent)} times in {CRASH_WINDOW_S:g} s; last: {reason}")
             return
         self._schedule_restart(BACKOFF_S[min(len(recent), len(BACKOFF_S)) - 1])
 
@@ -185,7 +185,8 @@ class Source:
             self._last_failure = ""
             self._spawn()
 
-    def _end(self, reason: str) -> None:
+    def end(self, reason: str) -> None:
+        """End the source for good: its tracks fire ``ended``. Idempotent."""
         if self.state in (SourceState.ENDED, SourceState.CLOSED):
             return
         self._set_state(SourceState.ENDED)
