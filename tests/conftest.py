@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ for source_root in ("client", "broker"):  # run from a checkout without installi
     if str(REPO / source_root) not in sys.path:
         sys.path.insert(0, str(REPO / source_root))
 
+from mediastream import MediaDevices, MediaStreamTrack  # noqa: E402
 from support import Daemon, segments, wait_until  # noqa: E402
 
 
@@ -49,3 +50,41 @@ def assert_nothing_left(process: Daemon) -> None:
     sockets = sorted(p.name for p in process.run_dir.glob("*")) if process.run_dir.exists() else []
     if process.process.returncode == 0:
         assert not sockets, f"sockets left in the run dir: {sockets}"
+
+
+@pytest.fixture(scope="session")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the tests that only need tracks, checked for leaks at the end."""
+    process = Daemon(tmp_path_factory.mktemp("shared") / "run")
+    try:
+        process.wait_ready()
+        yield process
+        status = process.terminate()
+        assert status == 0, f"daemon exited with {status}; log:\n{process.log()}"
+        assert_nothing_left(process)
+    finally:
+        process.close()
+
+
+@pytest.fixture(scope="session")
+def shared_devices(shared_daemon: Daemon) -> Iterator[MediaDevices]:
+    with MediaDevices(shared_daemon.run_dir, name="tests") as devices:
+        yield devices
+
+
+@pytest.fixture
+def make_track(shared_devices: MediaDevices) -> Iterator[Callable[[str], MediaStreamTrack]]:
+    """``make_track(kind)``: a new live daemon track of ``kind`` ("audio" or "video").
+    Every track it made (and their clones) is stopped after the test."""
+    made: list[MediaStreamTrack] = []
+
+    def make(kind: str) -> MediaStreamTrack:
+        track = shared_devices.getUserMedia({kind: True}).getTracks()[0]
+        made.append(track)
+        return track
+
+    yield make
+    for track in made:
+        track.stop()
+    for track in list(shared_devices._tracks.values()):
+        track.stop()  # clones a test made and kept

@@ -158,3 +158,66 @@ class Daemon:
         self._log.close()
         self._notify.close()
         self._notify_path.unlink(missing_ok=True)
+
+
+class ClientProcess:
+    """``tests/clients.py`` in a process of its own, followed line by line."""
+
+    def __init__(self, mode: str, run_dir: Path, *args: object) -> None:
+        import json
+        import queue
+        import threading
+
+        self._json = json
+        command = [sys.executable, str(REPO / "tests" / "clients.py"), mode, str(run_dir)]
+        self.process = subprocess.Popen(
+            command + [str(a) for a in args],
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next(self, timeout: float = 15.0) -> dict[str, object]:
+        """The next JSON line; fails with the client's stderr if there is none."""
+        import queue
+
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            line = None
+        if line is None:
+            raise AssertionError(
+                f"client gave no line within {timeout:g} s; "
+                f"status {self.process.poll()}; stderr:\n{self.stderr()}"
+            )
+        result: dict[str, object] = self._json.loads(line)
+        return result
+
+    def stderr(self) -> str:
+        if self.process.poll() is None or self.process.stderr is None:
+            return "(still running)"
+        return self.process.stderr.read()
+
+    def wait(self, timeout: float = 15.0) -> int:
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-import test_stream
 from mediastream.events import (
     Event,
     EventHandler,
@@ -24,9 +23,6 @@ from mediastream.events import (
     MediaStreamTrackEvent,
 )
 from test_stream import MakeTrack
-
-# The track fixture lives in test_stream.py (a conftest.py could hold it once shared wider).
-make_track = test_stream.make_track
 
 
 class Pinger(EventTarget[Event]):

@@ -1,7 +1,7 @@
 """MediaStream conformance: checklist 1A (SPEC-CHECKLIST.md #1-#27).
 
-Numbers in docstrings are the checklist's. Tracks come only from the
-``make_track`` fixture, so these tests can run on daemon tracks unchanged.
+Numbers in docstrings are the checklist's. Tracks are real daemon tracks
+from the ``make_track`` fixture (conftest.py).
 """
 
 from __future__ import annotations
@@ -9,56 +9,18 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 import pytest
 from mediastream.events import Event, MediaStreamTrackEvent
 from mediastream.stream import MediaStream, TrackLike
+from mediastream.track import MediaStreamTrack
 
 ID_CHARS = re.compile(r"^[\x21\x23-\x27\x2A-\x2B\x2D-\x2E\x30-\x39\x41-\x5A\x5E-\x7E]*$")
 
 
 
-class Track(TrackLike, Protocol):
-    """A track these tests can also stop."""
-
-    def stop(self) -> None: ...
-
-
-MakeTrack = Callable[[str], Track]
-
-
-class _StandInTrack:
-    """Just enough of a MediaStreamTrack until the daemon can hand out real ones."""
-
-    def __init__(self, kind: str, readyState: str = "live") -> None:
-        self.id = str(uuid.uuid4())
-        self.kind = kind
-        self.readyState = readyState
-
-    def clone(self) -> _StandInTrack:
-        return _StandInTrack(self.kind, self.readyState)
-
-    def stop(self) -> None:
-        self.readyState = "ended"
-
-
-@pytest.fixture
-def make_track() -> Iterator[MakeTrack]:
-    """``make_track(kind)``: a new live track of ``kind`` ("audio" or "video").
-
-    The only place that knows what backs the tracks; stops every track it made.
-    """
-    made: list[_StandInTrack] = []
-
-    def make(kind: str) -> Track:
-        made.append(_StandInTrack(kind))
-        return made[-1]
-
-    yield make
-    for track in made:
-        track.stop()
+MakeTrack = Callable[[str], MediaStreamTrack]
 
 
 def record(stream: MediaStream, type_: str) -> list[Event]:

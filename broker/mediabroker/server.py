@@ -95,6 +95,7 @@ class Broker:
             "getUserMedia": self._get_user_media,
             "stopTrack": self._stop_track,
             "cloneTrack": self._clone_track,
+            "stats": self._stats,
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -108,6 +109,7 @@ class Broker:
         loops = [
             self._serve_control(),
             self.sources.serve_status(),
+            self.sources.watch_progress(),
             self._reap_sessions(),
             self._heartbeat(),
             self._watch_devices(),
@@ -278,6 +280,37 @@ class Broker:
         self.sources.retain(original.source)
         clone = self._add_track(session, original.source, dict(original.settings))
         return {"track": clone.to_wire()}
+
+    async def _stats(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """What the daemon holds now: for ``mediabroker stats`` and for tests."""
+        sessions = [
+            {
+                "name": s.name,
+                "pid": s.peer.pid,
+                "uid": s.peer.uid,
+                "gid": s.peer.gid,
+                "tracks": sorted(s.tracks),
+            }
+            for s in self.sessions
+        ]
+        sources = [
+            {
+                "id": s.id,
+                "deviceId": s.device.device_id,
+                "label": s.device.label,
+                "state": s.state.value,
+                "refs": s.refs,
+                "pid": s.pid,
+                "ring": s.ring_name,
+            }
+            for s in self.sources
+        ]
+        return {
+            "pid": os.getpid(),
+            "sessions": sessions,
+            "sources": sources,
+            "counters": dict(self.counters),
+        }
 
     # -- lifecycle -------------------------------------------------------
 

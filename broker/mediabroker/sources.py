@@ -42,6 +42,7 @@ __all__ = ["Source", "SourceListener", "SourceManager", "SourceState", "sweep_st
 
 log = logging.getLogger(__name__)
 
+STALL_S = 2.0  # a live source whose ring does not advance this long is killed
 MAX_CRASHES = 5  # within CRASH_WINDOW_S, before the source ends
 CRASH_WINDOW_S = 30.0
 BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
@@ -96,6 +97,8 @@ class Source:
         self._crashes: collections.deque[float] = collections.deque(maxlen=MAX_CRASHES)
         self._last_failure = ""
         self._timer: asyncio.TimerHandle | None = None
+        self._progress = (-1, time.monotonic())  # (ring position, when it last moved)
+        self.stall_s = max(STALL_S, 3 / frame_rate) if frame_rate else STALL_S
 
     @property
     def muted(self) -> bool:
@@ -132,8 +135,27 @@ class Source:
         process.start()
         self._process = process
         self._exited.clear()
+        self._progress = (-1, time.monotonic())
         asyncio.get_running_loop().add_reader(process.sentinel, self._on_exit)
         log.info("source %s: capture process %d started", self.id, process.pid)
+
+    def check_progress(self, now: float) -> None:
+        """Kill a capture process that stopped delivering (a hung driver, or
+        PortAudio blocked on a dead sound server) or never got ready; the exit
+        handler then restarts or ends the source."""
+        if self._ring is None or self._exited.is_set() or self.state is SourceState.CLOSED:
+            return
+        position, since = self._progress
+        newest = int(self._ring.header["newest"])
+        if newest != position:
+            self._progress = (newest, now)
+            return
+        limit = self.stall_s if self.state is SourceState.LIVE else self._config.source_start_timeout_s
+        if now - since > limit:
+            what = "delivered nothing" if self.state is SourceState.LIVE else "did not get ready"
+            self._last_failure = f"capture process {what} for {now - since:.1f} s"
+            log.warning("source %s: %s; killing it", self.id, self._last_failure)
+            os.kill(self._process.pid, signal.SIGKILL)
 
     def on_status(self, event: str, reason: str) -> None:
         """A message from the capture process: ready, failed or ended."""
@@ -318,6 +340,14 @@ class SourceManager:
             del self._sources[key]
         self._by_id.pop(source.id, None)
         await source.close()
+
+    async def watch_progress(self) -> None:
+        """Check every source's progress twice a second (runs forever)."""
+        while True:
+            await asyncio.sleep(STALL_S / 4)
+            now = time.monotonic()
+            for source in list(self._by_id.values()):
+                source.check_progress(now)
 
     async def serve_status(self) -> None:
         """Forward capture processes' status messages to their sources (runs forever)."""

@@ -121,6 +121,11 @@ class MediaDevices(EventTarget):
         result = self._connection_request("getUserMedia", {"constraints": dict(constraints)})
         return MediaStream([self._adopt_track(info) for info in result["tracks"]])
 
+    def broker_stats(self) -> dict[str, Any]:
+        """Not in the spec: what the daemon holds now (sessions with their pid
+        and uid, sources with their state and reference count, counters)."""
+        return self._connection_request("stats")
+
     def close(self) -> None:
         """Stop every track (no ``ended`` events, as the spec's "stop all
         sources"), say goodbye and disconnect. Idempotent."""

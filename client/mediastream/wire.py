@@ -63,6 +63,7 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "getUserMedia": {"constraints": (dict, True)},
     "stopTrack": {"trackId": (str, True)},
     "cloneTrack": {"trackId": (str, True)},
+    "stats": {},
 }
 NO_REPLY_OPS = frozenset({"heartbeat"})
 
