@@ -150,9 +150,10 @@ class Source:
         if newest != position:
             self._progress = (newest, now)
             return
-        limit = self.stall_s if self.state is SourceState.LIVE else self._config.source_start_timeout_s
+        live = self.state is SourceState.LIVE
+        limit = self.stall_s if live else self._config.source_start_timeout_s
         if now - since > limit:
-            what = "delivered nothing" if self.state is SourceState.LIVE else "did not get ready"
+            what = "delivered nothing" if live else "did not get ready"
             self._last_failure = f"capture process {what} for {now - since:.1f} s"
             log.warning("source %s: %s; killing it", self.id, self._last_failure)
             os.kill(self._process.pid, signal.SIGKILL)

@@ -136,13 +136,17 @@ class BrokerConnection:
                 return
             self._closed = True
             self._inbox.send_multipart([b"Q", b""])
-        if threading.current_thread() is not self._dispatcher:
-            self._io.join()
-            self._dispatch_queue.put(None)
-            self._dispatcher.join()
+        if threading.current_thread() in (self._io, self._dispatcher):
+            # A listener (or the garbage collector) closed us from one of our own
+            # threads, which cannot join itself: finish on a thread of its own.
+            threading.Thread(target=self._finish_close, name="mediastream-close").start()
         else:
-            self._io.join()
-            self._dispatch_queue.put(None)
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        self._io.join()
+        self._dispatch_queue.put(None)
+        self._dispatcher.join()
         self._inbox.close(linger=0)
         self._fail_pending(InvalidStateError("this MediaDevices was closed"))
         self.context.term()

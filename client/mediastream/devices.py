@@ -6,10 +6,11 @@ import copy
 import logging
 import threading
 import warnings
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, ParamSpec, cast
 
 import zmq
 
@@ -24,6 +25,7 @@ from .wire import DeviceInfoDict, TrackInfoDict
 __all__ = ["InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 SUPPORTED_CONSTRAINTS = (
     "width",
@@ -88,8 +90,10 @@ class MediaDevices(EventTarget):
         self.run_dir = Path(run_dir) if run_dir is not None else resolve_run_dir()
         self._tracks: dict[str, MediaStreamTrack] = {}
         self._tracks_lock = threading.Lock()
+        # The connection's threads hold only weak references back, so a
+        # forgotten MediaDevices is still collected (and warns, and closes).
         self._connection = BrokerConnection(
-            self.run_dir, name or process_name(), self._on_event, self._on_daemon_lost
+            self.run_dir, name or process_name(), _weak(self._on_event), _weak(self._on_daemon_lost)
         )
         self._connection.subscribe("device")
 
@@ -216,3 +220,15 @@ def _device_info(info: DeviceInfoDict) -> MediaDeviceInfo:
     if kind == "audiooutput":
         return MediaDeviceInfo(*args)
     return InputDeviceInfo(*args, info["capabilities"])
+
+
+def _weak(method: Callable[P, None]) -> Callable[P, None]:
+    """``method`` bound weakly: calls are dropped once its object is gone."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(*args, **kwargs)
+
+    return call

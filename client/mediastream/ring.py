@@ -14,7 +14,8 @@ accepts a slot only while ``begin == end == seq``. This relies on stores
 becoming visible in program order (x86-64's TSO); the numpy element stores
 used here are plain stores, so other architectures need fences first.
 
-The audio writer copies a block, then advances ``cursor`` (frames written
+The audio writer announces the cursor it is about to reach in
+``newest_begin``, copies a block, then advances ``cursor`` (frames written
 since the start). A reader keeps its own cursor and counts an overrun when
 the writer is more than the capacity ahead of it.
 
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .errors import NotReadableError
 from .frames import (
@@ -152,6 +154,20 @@ def free_shm_bytes(shm_dir: Path = SHM_DIR) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
+def _array(
+    buffer: mmap.mmap, dtype: DTypeLike, shape: tuple[int, ...], offset: int = 0
+) -> np.ndarray:
+    """A numpy view into ``buffer`` that pins the mapping while it lives.
+
+    ``np.frombuffer`` keeps a memoryview (an export) as the array's base, so
+    ``mmap.close()`` raises BufferError instead of unmapping under the view;
+    ``np.ndarray(buffer=mapping)`` keeps no export, and a view made that way
+    outliving `Ring.close` reads unmapped memory (a segfault).
+    """
+    count = int(np.prod(shape, dtype=np.int64))
+    return np.frombuffer(buffer, dtype, count, offset).reshape(shape)
+
+
 def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
@@ -179,14 +195,13 @@ class Ring:
         and unmaps when the header is not a valid ring's."""
         self.name = name
         self.writable = writable
-        header = np.ndarray((), HEADER, buffer=mapping)
+        snapshot = np.ndarray((), HEADER, buffer=mapping).copy()  # no export: close() below works
         try:
-            self.format, self.slot_count = _parse_header(name, header, len(mapping))
+            self.format, self.slot_count = _parse_header(name, snapshot, len(mapping))
         except BaseException:
-            del header
             mapping.close()
             raise
-        self.header = header
+        self.header = _array(mapping, HEADER, ())
         self._mmap = mapping
 
     @classmethod
@@ -387,7 +402,7 @@ class _Cursor:
 
     def __init__(self, ring: Ring) -> None:
         offset = _NEWEST_OFFSET
-        self.words = np.ndarray((3,), "<u8", buffer=ring.buffer, offset=offset)
+        self.words = _array(ring.buffer, "<u8", (3,), offset)
 
 
 class VideoWriter:
@@ -429,8 +444,8 @@ def _slot_arrays(ring: Ring, index: int) -> tuple[np.ndarray, np.ndarray]:
     fmt = ring.format
     assert isinstance(fmt, VideoFormat)
     offset = HEADER_BYTES + index * int(ring.header["slot_stride"])
-    header = np.ndarray((4,), "<u8", buffer=ring.buffer, offset=offset)
-    pixels = np.ndarray(fmt.shape, np.uint8, buffer=ring.buffer, offset=offset + SLOT_HEADER_BYTES)
+    header = _array(ring.buffer, "<u8", (4,), offset)
+    pixels = _array(ring.buffer, np.uint8, fmt.shape, offset + SLOT_HEADER_BYTES)
     return header, pixels
 
 
@@ -445,6 +460,8 @@ class VideoReader:
         self.pixel_format = fmt.pixel_format
         self._cursor = _Cursor(ring).words
         self._slots = [_slot_arrays(ring, i) for i in range(ring.slot_count)]
+        for _, pixels in self._slots:
+            pixels.flags.writeable = False  # frames are read-only, whatever the mapping
 
     @property
     def newest_seq(self) -> int:
@@ -498,21 +515,23 @@ class AudioWriter:
     def write(self, block: np.ndarray, monotonic_ns: int) -> None:
         """Append ``block`` (frames x channels float32) captured at ``monotonic_ns``
         (the time of its first sample)."""
+        total = len(block)
+        if total > self.capacity:  # only the newest samples fit; the rest count as written
+            block = block[-self.capacity :]
         frames = len(block)
-        if frames > self.capacity:
-            block, frames = block[-self.capacity :], self.capacity
-        start = self.position % self.capacity
+        cursor = self.position + total
+        # Announce before overwriting: readers treat what this block replaces as lost.
+        self._cursor[2] = cursor
+        start = (cursor - frames) % self.capacity
         first = min(frames, self.capacity - start)
         self._pcm[start : start + first] = block[:first]
         self._pcm[: frames - first] = block[first:]
-        cursor = self.position + frames
-        self._cursor[2] = cursor
-        self._cursor[1] = monotonic_ns + frames * NS_PER_S // self.sample_rate
+        self._cursor[1] = monotonic_ns + total * NS_PER_S // self.sample_rate
         self._cursor[0] = cursor
 
 
 def _pcm_array(ring: Ring, fmt: AudioFormat, capacity: int) -> np.ndarray:
-    return np.ndarray((capacity, fmt.channels), np.float32, buffer=ring.buffer, offset=HEADER_BYTES)
+    return _array(ring.buffer, np.float32, (capacity, fmt.channels), HEADER_BYTES)
 
 
 class AudioReader:
@@ -543,12 +562,14 @@ class AudioReader:
         cursor, cursor_ns = self._read_cursor()
         start = max(self.position, cursor - self.capacity)
         self.overrun_frames += start - self.position
+        self.position = start
         end = cursor if max_frames is None else min(cursor, start + max_frames)
         if end <= start:
             return None
         data = self._copy(start, end)
-        # The writer may have overwritten the oldest part while we copied.
-        lost = min(end - start, max(0, int(self._cursor[0]) - self.capacity - start))
+        # The writer may have overwritten the oldest part while we copied: it
+        # announces each block in newest_begin before it touches a sample.
+        lost = min(end - start, max(0, int(self._cursor[2]) - self.capacity - start))
         data, start = data[lost:], start + lost
         self.overrun_frames += lost
         self.position = end

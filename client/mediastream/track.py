@@ -162,9 +162,9 @@ class MediaStreamTrack(EventTarget):
 
     def _live_reader(self) -> SourceReader:
         reader = self._reader
-        if self._stopped or reader is None:
+        if self._stopped:
             raise InvalidStateError(f"track {self.id} was stopped; reading needs a live track")
-        if self._ready_state == "ended":
+        if self._ready_state == "ended" or reader is None:
             raise NotReadableError(self._end_reason or f"track {self.id} has ended")
         return reader
 

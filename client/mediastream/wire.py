@@ -52,6 +52,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_STRING_BYTES = 4096
 MAX_CONTAINER_ITEMS = 256
 MAX_TOPIC_BYTES = 128
+MAX_DEPTH = 32  # nested maps and arrays; keeps repr/copy/logging off the recursion limit
 
 # op -> {argument: (type, required)}. Nested constraint maps are checked for
 # shape by the decoder's limits and for meaning by the daemon's constraints.
@@ -128,7 +129,25 @@ def _unpack(data: bytes) -> dict[str, Any]:
         raise ProtocolError(f"undecodable message: {exc}") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"expected a map, got {type(message).__name__}")
+    _check_depth(message)
     return message
+
+
+def _check_depth(message: dict[str, Any]) -> None:
+    """Refuse containers nested deeper than MAX_DEPTH (msgpack allows 1024),
+    level by level, without recursion."""
+    level: list[Any] = [message]
+    for _ in range(MAX_DEPTH):
+        level = [
+            item
+            for value in level
+            if isinstance(value, (dict, list))
+            for item in (value.values() if isinstance(value, dict) else value)
+        ]
+        if not level:
+            return
+    if any(isinstance(value, (dict, list)) for value in level):
+        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
 
 
 def _field(message: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -145,7 +164,8 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 
 
 def _check_version(message: Mapping[str, Any]) -> None:
-    if message.get("v") != PROTOCOL_VERSION:
+    version = message.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not True, not 1.0
         raise ProtocolError(
             f"protocol version {message.get('v')!r} is not {PROTOCOL_VERSION}; "
             "upgrade the older of client and daemon"
@@ -183,7 +203,7 @@ def _check_args(op: str, args: Mapping[str, Any]) -> None:
     schema = OPS[op]
     unknown = set(args) - set(schema)
     if unknown:
-        raise ProtocolError(f"{op}: unknown argument {sorted(unknown)[0]!r}")
+        raise ProtocolError(f"{op}: unknown argument {sorted(map(repr, unknown))[0]}")
     for name, (kind, required) in schema.items():
         if name in args or required:
             _field(args, name, kind)
@@ -194,7 +214,9 @@ def encode_reply(request_id: int, result: Mapping[str, Any]) -> bytes:
 
 
 def encode_error(request_id: int, name: str, message: str, constraint: str | None = None) -> bytes:
-    error: dict[str, Any] = {"name": name, "message": message[: MAX_STRING_BYTES // 2]}
+    # Cut by UTF-8 bytes, not characters, or the reply can break the decoder's limit.
+    text = message.encode("utf-8", "replace")[: MAX_STRING_BYTES // 2].decode("utf-8", "ignore")
+    error: dict[str, Any] = {"name": name, "message": text}
     if constraint is not None:
         error["constraint"] = constraint
     return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": error})

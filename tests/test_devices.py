@@ -1,0 +1,117 @@
+"""MediaDevices: enumeration, getUserMedia's errors, close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mediastream import (
+    InputDeviceInfo,
+    InvalidStateError,
+    MediaDevices,
+    NotReadableError,
+    OverconstrainedError,
+)
+from support import Daemon
+
+
+def test_enumerate_devices_lists_microphones_then_cameras(shared_devices: MediaDevices) -> None:
+    """Checklist #79: microphones first; new objects each call; stable ids."""
+    first, second = shared_devices.enumerateDevices(), shared_devices.enumerateDevices()
+    assert [d.kind for d in first] == ["audioinput", "videoinput"]
+    assert first == second and all(a is not b for a, b in zip(first, second, strict=True))
+    camera = first[1]
+    assert isinstance(camera, InputDeviceInfo)
+    assert camera.toJSON() == {
+        "deviceId": camera.deviceId,
+        "kind": "videoinput",
+        "label": camera.label,
+        "groupId": camera.groupId,
+    }
+    assert camera.getCapabilities()["width"] == {"min": 1, "max": 1920}
+
+
+def test_device_ids_are_stable_across_daemons(daemon: Daemon, shared_devices: MediaDevices) -> None:
+    with MediaDevices(daemon.run_dir) as other:
+        assert other.enumerateDevices() == shared_devices.enumerateDevices()
+
+
+@pytest.mark.parametrize("constraints", [None, {}, {"video": False, "audio": False}, {"foo": True}])
+def test_get_user_media_with_nothing_requested_is_a_type_error(
+    shared_devices: MediaDevices, constraints: dict[str, object] | None
+) -> None:
+    with pytest.raises(TypeError):
+        shared_devices.getUserMedia(constraints)
+
+
+def test_get_user_media_rejects_bad_constraint_types(shared_devices: MediaDevices) -> None:
+    with pytest.raises(TypeError):
+        shared_devices.getUserMedia({"video": "yes"})
+    with pytest.raises(TypeError):
+        shared_devices.getUserMedia({"video": {"width": {"between": 3}}})
+
+
+@pytest.mark.parametrize(
+    ("constraints", "name"),
+    [
+        ({"video": {"width": {"exact": 4000}}}, "width"),
+        ({"video": {"height": {"min": 2000}}}, "height"),
+        ({"video": {"frameRate": {"min": 60}}}, "frameRate"),
+        ({"video": {"deviceId": {"exact": "no-such-device"}}}, "deviceId"),
+        ({"audio": {"channelCount": {"exact": 6}}}, "channelCount"),
+    ],
+)
+def test_impossible_required_constraint_names_itself(
+    shared_devices: MediaDevices, constraints: dict[str, object], name: str
+) -> None:
+    with pytest.raises(OverconstrainedError) as caught:
+        shared_devices.getUserMedia(constraints)
+    assert caught.value.constraint == name
+
+
+def test_ideal_values_are_approached_not_required(shared_devices: MediaDevices) -> None:
+    track = shared_devices.getUserMedia({"video": {"width": 4000, "height": 100}}).getTracks()[0]
+    try:
+        assert (track.getSettings()["width"], track.getSettings()["height"]) == (1920, 100)
+    finally:
+        track.stop()
+
+
+def test_device_id_selects_the_device(shared_devices: MediaDevices) -> None:
+    mic = next(d for d in shared_devices.enumerateDevices() if d.kind == "audioinput")
+    stream = shared_devices.getUserMedia({"audio": {"deviceId": {"exact": mic.deviceId}}})
+    try:
+        assert stream.getAudioTracks()[0].getSettings()["deviceId"] == mic.deviceId
+        assert stream.getVideoTracks() == []
+    finally:
+        for track in stream.getTracks():
+            track.stop()
+
+
+def test_closed_media_devices_is_invalid_state(daemon: Daemon) -> None:
+    """Checklist #104; close() ends every track without an ended event (#41)."""
+    devices = MediaDevices(daemon.run_dir)
+    track = devices.getUserMedia({"video": True}).getVideoTracks()[0]
+    fired: list[str] = []
+    track.addEventListener("ended", lambda ev: fired.append(ev.type))
+    devices.close()
+    devices.close()
+    assert track.readyState == "ended" and fired == []
+    with pytest.raises(InvalidStateError):
+        devices.getUserMedia({"video": True})
+    with pytest.raises(InvalidStateError):
+        devices.enumerateDevices()
+
+
+def test_no_daemon_is_not_readable_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(NotReadableError, match="mediabroker serve"):
+        MediaDevices(tmp_path)
+
+
+def test_unclosed_media_devices_warns(daemon: Daemon) -> None:
+    import gc
+
+    devices = MediaDevices(daemon.run_dir)
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del devices
+        gc.collect()
