@@ -559,7 +559,10 @@ class AudioReader:
         When the writer got more than the ring's capacity ahead, the oldest
         samples are gone: they are skipped and added to ``overrun_frames``.
         """
-        cursor, cursor_ns = self._read_cursor()
+        consistent = self._read_cursor()
+        if consistent is None:
+            return None  # the writer is mid-block (or died there): nothing to read yet
+        cursor, cursor_ns = consistent
         start = max(self.position, cursor - self.capacity)
         self.overrun_frames += start - self.position
         self.position = start
@@ -576,13 +579,16 @@ class AudioReader:
         timestamp_ns = cursor_ns - (cursor - start) * NS_PER_S // self.sample_rate
         return AudioData(data, self.sample_rate, timestamp_ns / NS_PER_S, start)
 
-    def _read_cursor(self) -> tuple[int, int]:
-        """A consistent (cursor, time at cursor) pair: a seqlock over two words."""
-        while True:
+    def _read_cursor(self, tries: int = 1000) -> tuple[int, int] | None:
+        """A consistent (cursor, time at cursor) pair (a seqlock over two words),
+        or None while the writer copies a block; a block copy takes microseconds,
+        so a thousand tries outlast it unless the writer died mid-block."""
+        for _ in range(tries):
             cursor = int(self._cursor[0])
             cursor_ns = int(self._cursor[1])
             if int(self._cursor[2]) == cursor:
                 return cursor, cursor_ns
+        return None
 
     def _copy(self, start: int, end: int) -> np.ndarray:
         begin = start % self.capacity
