@@ -239,3 +239,15 @@ def test_unclosed_notifier_warns(notify_path: tuple[socket.socket, str]) -> None
     with pytest.warns(ResourceWarning, match="unclosed <SystemdNotifier"):
         del notifier
         gc.collect()
+
+
+def test_a_receiver_that_stops_draining_costs_drops_not_stalls(
+    notify_path: tuple[socket.socket, str],
+) -> None:
+    """The daemon notifies from its event loop: a full socket must not block it.
+    A blocking send would wait here forever (the test timeout); a non-blocking
+    one reports the drop as False."""
+    _, path = notify_path
+    with SystemdNotifier({"NOTIFY_SOCKET": path}) as notifier:
+        results = [notifier.status("x" * 200) for _ in range(5000)]  # more than it queues
+    assert results[0] is True and results[-1] is False

@@ -28,9 +28,6 @@ __all__ = ["SystemdNotifier"]
 
 log = logging.getLogger(__name__)
 
-# A stuck receiver must not stall the daemon's loop: systemd drains its notify
-# socket promptly, so a send that blocks this long means it is not listening.
-SEND_TIMEOUT_S = 1.0
 
 
 def _socket_address(raw: str) -> str | None:
@@ -75,8 +72,8 @@ def _watchdog_interval_s(environ: Mapping[str, str], pid: int) -> float | None:
 class SystemdNotifier:
     """Sends state changes to the service manager over ``$NOTIFY_SOCKET``.
 
-    Non-blocking in practice (each send is one datagram, bounded by
-    ``SEND_TIMEOUT_S``), thread-safe, and never raises on a send failure:
+    Non-blocking (a full receiver drops the datagram: the daemon's loop must
+    never wait on systemd), thread-safe, and never raises on a send failure:
     every notification method returns True when the datagram was delivered,
     False when the notifier is disabled or closed or the send failed.
     Failures are logged at warning level once per notifier, then at debug.
@@ -201,8 +198,10 @@ class SystemdNotifier:
 
     @staticmethod
     def _open_socket() -> socket.socket:
+        # Non-blocking: the daemon's event loop calls this, and a receiver that
+        # stopped draining its socket must cost a dropped message, not a stall.
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(SEND_TIMEOUT_S)
+        sock.setblocking(False)
         return sock
 
     def _report_failure(self, message: str, exc: OSError) -> None:

@@ -345,19 +345,31 @@ class Broker:
         self._events.send_multipart(wire.encode_event(topic, event_type, **fields))
 
     async def _reap_sessions(self) -> None:
+        """End sessions whose process is gone or whose heartbeats stopped."""
+        period = self.config.heartbeat_s / 2
         while True:
-            await asyncio.sleep(self.config.heartbeat_s / 2)
-            for session, reason in self.sessions.expired(self.config.session_timeout_s):
+            started = time.monotonic()
+            await asyncio.sleep(period)
+            # Woken late, the loop itself was stalled: heartbeats may still sit
+            # unread in the socket, so silence says nothing about the clients.
+            stalled = time.monotonic() - started > period + self.config.heartbeat_s
+            timeout = math.inf if stalled else self.config.session_timeout_s
+            for session, reason in self.sessions.expired(timeout):
                 self._release_session(session, reason)
 
     async def _heartbeat(self) -> None:
         """Tell clients (and systemd's watchdog) that the loop lives; clients end
         their tracks when it goes quiet."""
-        interval = min(self.config.heartbeat_s, self._notifier.watchdog_interval_s or math.inf)
+        watchdog_s = self._notifier.watchdog_interval_s
+        interval = min(self.config.heartbeat_s, watchdog_s or math.inf)
+        status = ""
         while True:
             self._publish("broker", "heartbeat", pid=os.getpid())
-            self._notifier.watchdog()
-            self._notifier.status(self._status_line())
+            if watchdog_s is not None:
+                self._notifier.watchdog()
+            if self._status_line() != status:
+                status = self._status_line()
+                self._notifier.status(status)
             await asyncio.sleep(interval)
 
     async def _watch_devices(self) -> None:
