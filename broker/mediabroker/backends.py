@@ -73,6 +73,10 @@ def open_video_backend(spec: BackendSpec, fmt: VideoFormat, frame_rate: float) -
         from .fake import FakeCamera
 
         return FakeCamera(fmt, frame_rate)
+    if spec.driver == "derived":
+        from .derive import DerivedCamera
+
+        return DerivedCamera(fmt, frame_rate, spec.params)
     raise CaptureError(f"unknown video driver {spec.driver!r}")
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "Selection",
     "domains_from_capabilities",
     "parse_gum_constraints",
+    "parse_track_constraints",
     "select_settings",
 ]
 
@@ -42,6 +43,9 @@ AUDIO_PROPERTIES = (
 )
 COMMON_PROPERTIES = ("deviceId", "groupId", "facingMode")
 SUPPORTED_CONSTRAINTS = COMMON_PROPERTIES + VIDEO_PROPERTIES + AUDIO_PROPERTIES
+# Spec properties we do not support, and that getUserMedia may not require:
+# requiring one is a TypeError there, not an unsatisfiable constraint.
+NOT_FOR_DEVICE_SELECTION = frozenset({"backgroundBlur"})
 INTEGER_PROPERTIES = frozenset({"width", "height", "sampleRate", "sampleSize", "channelCount"})
 NUMBER_KEYS = frozenset({"min", "max", "exact", "ideal"})
 
@@ -70,7 +74,10 @@ class NumberRange:
 
     def pick(self, ideal: float) -> float:
         value = min(max(ideal, self.low), self.high)
-        return float(round(value)) if self.integer else value
+        return float(round(value)) if self.integer else float(value)
+
+    def __str__(self) -> str:
+        return f"{self.low:g} to {self.high:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,9 @@ class Choice:
     def pick(self, ideal: Any) -> Any:
         ideals = ideal if isinstance(ideal, list) else [ideal]
         return next((v for v in ideals if v in self.values), self.values[0])
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(map(repr, self.values))
 
 
 Domain = NumberRange | Choice
@@ -153,7 +163,9 @@ def _narrow(domains: dict[str, Domain], name: str, required: Any) -> None:
         return  # the spec ignores constraints a device does not have
     narrowed = domains[name].restrict(required)
     if narrowed.empty:
-        raise OverconstrainedError(name, f"no setting satisfies {name}={required!r}")
+        raise OverconstrainedError(
+            name, f"{name}={required!r} cannot be met: the device offers {domains[name]} now"
+        )
     domains[name] = narrowed
 
 
@@ -173,6 +185,8 @@ def _choose(
     settings: dict[str, Any] = {}
     distance = 0.0
     for name, domain in domains.items():
+        if domain.empty:
+            continue  # a property the device cannot report (facingMode unknown)
         ideal = _ideal(basic.get(name))
         target = ideal if ideal is not None else defaults.get(name, _lowest(domain))
         value = domain.pick(target)
@@ -214,12 +228,26 @@ def parse_gum_constraints(constraints: Mapping[str, Any]) -> dict[str, dict[str,
         if value is True:
             requested[kind] = {}
         elif isinstance(value, Mapping):
+            _refuse_required_outside_selection(kind, value)
             requested[kind] = _check_constraint_set(kind, value)
         elif value is not False:
             raise TypeError(f"{kind} must be a bool or a constraints dict, not {value!r:.60}")
     if not requested:
         raise TypeError("getUserMedia needs audio or video (or both) requested")
     return requested
+
+
+def parse_track_constraints(kind: str, constraints: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate applyConstraints' argument for a track of ``kind`` ("audio" or
+    "video"); raises the builtin `TypeError` for values of the wrong type."""
+    return _check_constraint_set(kind, constraints)
+
+
+def _refuse_required_outside_selection(kind: str, value: Mapping[str, Any]) -> None:
+    for name in NOT_FOR_DEVICE_SELECTION & set(value):
+        required = value[name]
+        if isinstance(required, Mapping) and set(required) & {"exact", "min", "max"}:
+            raise TypeError(f"{kind}: {name} may not be required when choosing a device")
 
 
 def _check_constraint_set(kind: str, value: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import zmq
@@ -27,21 +26,28 @@ from mediastream import wire
 from mediastream.errors import (
     InvalidStateError,
     MediaStreamError,
+    NotAllowedError,
     NotFoundError,
     OverconstrainedError,
     ProtocolError,
 )
 from mediastream.paths import control_endpoint, events_endpoint
-from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
 from .config import BrokerConfig
-from .constraints import parse_gum_constraints, select_settings
-from .devices import Device, discover_devices
+from .constraints import parse_gum_constraints, parse_track_constraints
+from .devices import Device, RuntimeFakes, discover_devices
 from .notify import SystemdNotifier
 from .sessions import Session, SessionTable, parse_peer_address
 from .sources import Source, SourceManager, sweep_stale_rings
+from .tracks import (
+    TrackRecord,
+    choose_device,
+    ring_format,
+    select_for_device,
+    settings_for_source,
+)
 
-__all__ = ["Broker", "TrackRecord"]
+__all__ = ["Broker"]
 
 log = logging.getLogger(__name__)
 
@@ -52,36 +58,12 @@ TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-@dataclass(eq=False)
-class TrackRecord:
-    """The daemon's side of one MediaStreamTrack held by one session."""
-
-    id: str
-    session: Session
-    source: Source
-    settings: dict[str, Any]
-
-    @property
-    def kind(self) -> str:
-        return self.source.device.media_kind
-
-    def to_wire(self) -> wire.TrackInfoDict:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "label": self.source.device.label,
-            "muted": self.source.muted,
-            "settings": self.settings,
-            "ring": self.source.ring_name,
-            "notify": self.source.notify_endpoint,
-        }
-
-
 class Broker:
     """Serves clients until ``stop`` is set by `run`'s caller."""
 
     def __init__(self, config: BrokerConfig, devices: list[Device] | None = None) -> None:
         self.config = config
+        self.fakes = RuntimeFakes()
         self.devices = devices if devices is not None else discover_devices(config)
         self.sessions = SessionTable()
         self.tracks: dict[str, TrackRecord] = {}
@@ -95,7 +77,10 @@ class Broker:
             "getUserMedia": self._get_user_media,
             "stopTrack": self._stop_track,
             "cloneTrack": self._clone_track,
+            "applyConstraints": self._apply_constraints,
             "stats": self._stats,
+            "addFakeDevice": self._add_fake_device,
+            "removeFakeDevice": self._remove_fake_device,
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -231,38 +216,52 @@ class Broker:
         created: list[TrackRecord] = []
         try:
             for kind, constraint_set in requested.items():
-                device, settings = self._select(kind, constraint_set)
-                fmt, frame_rate = _ring_format(device, settings)
-                source = await self.sources.acquire(device, fmt, frame_rate)
-                created.append(self._add_track(session, source, settings))
+                device, settings = choose_device(self.devices, kind, constraint_set, self._running)
+                source = await self.sources.acquire(device, *ring_format(device, settings))
+                created.append(self._add_track(session, source, settings, constraint_set))
         except BaseException:
             for track in created:
                 self._release_track(track)
             raise
         return {"tracks": [t.to_wire() for t in created]}
 
-    def _select(self, kind: str, constraint_set: dict[str, Any]) -> tuple[Device, dict[str, Any]]:
-        """The best device of ``kind`` by fitness distance, and its settings."""
-        candidates = [d for d in self.devices if d.media_kind == kind]
-        if not candidates:
-            raise NotFoundError(f"no {kind} input device is available")
-        best: tuple[float, Device, dict[str, Any]] | None = None
-        failure: OverconstrainedError | None = None
-        for device in candidates:
-            try:
-                selection = select_settings(device.capabilities, device.defaults, constraint_set)
-            except OverconstrainedError as exc:
-                failure = failure or exc
-                continue
-            if best is None or selection.distance < best[0]:
-                best = (selection.distance, device, selection.settings)
-        if best is None:
-            assert failure is not None
-            raise failure
-        return best[1], _complete_settings(best[1], best[2])
+    def _running(self, device: Device) -> dict[str, Any] | None:
+        """The mode ``device`` runs in now, or None when it is idle."""
+        native = self.sources.native_of(device)
+        return None if native is None else settings_for_source(native)
 
-    def _add_track(self, session: Session, source: Source, settings: dict[str, Any]) -> TrackRecord:
-        track = TrackRecord(str(uuid.uuid4()), session, source, settings)
+    async def _apply_constraints(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """The spec's ApplyConstraints: all or nothing. A new size, rate or
+        format moves the track to the source that delivers it."""
+        track = self.tracks.get(args["trackId"])
+        if track is None or track.session is not session:
+            return {}  # an ended track: the spec resolves and changes nothing
+        device = track.source.device
+        constraint_set = parse_track_constraints(track.kind, args["constraints"])
+        settings, _ = select_for_device(device, constraint_set, self._running_for(track))
+        source = await self.sources.acquire(device, *ring_format(device, settings))
+        old, track.source = track.source, source
+        self.sources.release(old)
+        track.settings, track.constraints = settings, constraint_set
+        return {"track": track.to_wire()}
+
+    def _running_for(self, track: TrackRecord) -> dict[str, Any] | None:
+        """The device's mode as ``track`` may change it: a track alone on its
+        camera may pick any mode, since nobody else watches."""
+        native = self.sources.native_of(track.source.device)
+        if native is None:
+            return None
+        users = {t.id for t in self.tracks.values() if t.source in self.sources.family(native)}
+        return None if users == {track.id} else settings_for_source(native)
+
+    def _add_track(
+        self,
+        session: Session,
+        source: Source,
+        settings: dict[str, Any],
+        constraints: dict[str, Any],
+    ) -> TrackRecord:
+        track = TrackRecord(str(uuid.uuid4()), session, source, settings, constraints)
         self.tracks[track.id] = track
         session.tracks.add(track.id)
         return track
@@ -278,7 +277,9 @@ class Broker:
         if original is None or original.session is not session:
             raise InvalidStateError(f"track {args['trackId']!r} is not live in this session")
         self.sources.retain(original.source)
-        clone = self._add_track(session, original.source, dict(original.settings))
+        clone = self._add_track(
+            session, original.source, dict(original.settings), dict(original.constraints)
+        )
         return {"track": clone.to_wire()}
 
     async def _stats(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +313,26 @@ class Broker:
             "counters": dict(self.counters),
         }
 
+    async def _add_fake_device(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        self._check_operator(session, "add fake devices")
+        device = self.fakes.add(args["kind"], args["label"][:100])
+        self.set_devices([*self.devices, device])
+        return {"deviceId": device.device_id}
+
+    async def _remove_fake_device(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        self._check_operator(session, "remove fake devices")
+        if not self.fakes.remove(args["deviceId"]):
+            raise NotFoundError(f"no fake device {args['deviceId']!r} was added at run time")
+        self.set_devices([d for d in self.devices if d.device_id != args["deviceId"]])
+        return {}
+
+    def _check_operator(self, session: Session, what: str) -> None:
+        if session.peer.uid not in (0, os.getuid()):
+            raise NotAllowedError(
+                f"only root or the daemon's own user (uid {os.getuid()}) may {what}; "
+                f"you are uid {session.peer.uid}"
+            )
+
     # -- lifecycle -------------------------------------------------------
 
     def _release_track(self, track: TrackRecord) -> None:
@@ -339,7 +360,9 @@ class Broker:
             self._end_track(track, reason)
 
     def _tracks_of(self, source: Source) -> list[TrackRecord]:
-        return [t for t in self.tracks.values() if t.source is source]
+        """Tracks that read ``source`` or a source derived from it."""
+        family = self.sources.family(source)
+        return [t for t in self.tracks.values() if t.source in family]
 
     def _publish(self, topic: str, event_type: str, **fields: Any) -> None:
         self._events.send_multipart(wire.encode_event(topic, event_type, **fields))
@@ -377,39 +400,25 @@ class Broker:
         while True:
             await asyncio.sleep(self.config.device_scan_s)
             devices = await asyncio.to_thread(discover_devices, self.config)
-            self.set_devices(devices)
+            self.set_devices([*devices, *self.fakes])
 
     def set_devices(self, devices: list[Device]) -> None:
         """Replace the device list. When it changed, fire ``devicechange``; a
         device that went away ends its tracks (``ended`` on each)."""
+        devices = sorted(devices, key=lambda d: d.kind != "audioinput")  # microphones first
         if [d.to_wire() for d in devices] == [d.to_wire() for d in self.devices]:
             return
+        known = {d.device_id for d in self.devices}
+        inserted = [d.device_id for d in devices if d.device_id not in known]
         present = {d.device_id for d in devices}
         self.devices = devices
         log.info("devices changed: %s", ", ".join(d.label for d in devices) or "none")
         for source in list(self.sources):
             if source.device.device_id not in present:
                 source.end(f"{source.device.label} was removed")
-        self._publish("device", "devicechange", devices=[d.to_wire() for d in devices])
+        wire_devices = [d.to_wire() for d in devices]
+        self._publish("device", "devicechange", devices=wire_devices, inserted=inserted)
 
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)
         return f"{len(self.sessions)} client(s), {len(self.tracks)} track(s), {sources} source(s)"
-
-
-def _complete_settings(device: Device, settings: dict[str, Any]) -> dict[str, Any]:
-    """The spec's settings for a track: derived values and the inherent ids."""
-    settings = dict(settings)
-    if device.kind == "videoinput":
-        settings["aspectRatio"] = round(settings["width"] / settings["height"], 10)
-    settings["deviceId"], settings["groupId"] = device.device_id, device.group_id
-    return settings
-
-
-def _ring_format(device: Device, settings: dict[str, Any]) -> tuple[RingFormat, float]:
-    if device.kind == "videoinput":
-        fmt = VideoFormat(
-            settings["width"], settings["height"], settings.get("pixelFormat", "bgr24")
-        )
-        return fmt, float(settings["frameRate"])
-    return AudioFormat(settings["sampleRate"], settings["channelCount"]), 0.0

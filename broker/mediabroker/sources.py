@@ -25,6 +25,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from mediastream.errors import NotReadableError
 from mediastream.paths import source_endpoint
 from mediastream.ring import AudioFormat, Ring, RingFormat, VideoFormat, read_ring_pids
 
+from .backends import BackendSpec
 from .capture import CaptureSpec, capture_main, decode_status
 from .config import BrokerConfig
 from .devices import Device
@@ -66,23 +68,36 @@ class SourceListener(Protocol):
 SourceKey = tuple[str, RingFormat, float]
 
 
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """What a source captures: a device in a mode, through a backend."""
+
+    device: Device
+    format: RingFormat
+    frame_rate: float  # 0 for audio: the device paces itself
+    backend: BackendSpec
+    parent: Source | None = None  # the source a derived one reads (same device)
+
+    @property
+    def key(self) -> SourceKey:
+        return (self.device.device_id, self.format, self.frame_rate)
+
+
 class Source:
     """One device opened in one mode. Created by `SourceManager.acquire`."""
 
     def __init__(
         self,
         source_id: str,
-        device: Device,
-        fmt: RingFormat,
-        frame_rate: float,
+        plan: SourcePlan,
         config: BrokerConfig,
         listener: SourceListener,
         status_endpoint: str,
     ) -> None:
         self.id = source_id
-        self.device = device
-        self.format = fmt
-        self.frame_rate = frame_rate
+        self.plan = plan
+        self.device, self.format, self.frame_rate = plan.device, plan.format, plan.frame_rate
+        self.parent = plan.parent
         self.ring_name = config.shm_prefix + source_id
         self.notify_endpoint = source_endpoint(config.run_dir, source_id)
         self.state = SourceState.STARTING
@@ -98,7 +113,7 @@ class Source:
         self._last_failure = ""
         self._timer: asyncio.TimerHandle | None = None
         self._progress = (-1, time.monotonic())  # (ring position, when it last moved)
-        self.stall_s = max(STALL_S, 3 / frame_rate) if frame_rate else STALL_S
+        self.stall_s = max(STALL_S, 3 / self.frame_rate) if self.frame_rate else STALL_S
 
     @property
     def muted(self) -> bool:
@@ -124,7 +139,7 @@ class Source:
         spec = CaptureSpec(
             self.id,
             self.ring_name,
-            self.device.backend,
+            self.plan.backend,
             self.frame_rate,
             self.notify_endpoint,
             self._status_endpoint,
@@ -144,6 +159,9 @@ class Source:
         PortAudio blocked on a dead sound server) or never got ready; the exit
         handler then restarts or ends the source."""
         if self._ring is None or self._exited.is_set() or self.state is SourceState.CLOSED:
+            return
+        if self.parent is not None and self.parent.state is not SourceState.LIVE:
+            self._progress = (self._progress[0], now)  # waiting on a muted parent is no stall
             return
         position, since = self._progress
         newest = int(self._ring.header["newest"])
@@ -281,13 +299,29 @@ class SourceManager:
     def __iter__(self) -> Iterator[Source]:
         return iter(list(self._by_id.values()))
 
+    def native_of(self, device: Device) -> Source | None:
+        """The source running ``device`` in its hardware mode, if one runs."""
+        for source in self._by_id.values():
+            if source.device.device_id == device.device_id and source.parent is None:
+                if source.state not in (SourceState.ENDED, SourceState.CLOSED):
+                    return source
+        return None
+
     async def acquire(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
         """A live source for ``device`` in this mode, shared when one is open.
-        The caller holds one reference. Raises `NotReadableError`."""
-        key: SourceKey = (device.device_id, fmt, frame_rate)
-        source = self._sources.get(key)
-        if source is None or source.state in (SourceState.ENDED, SourceState.CLOSED):
-            source = self._open(key, device, fmt, frame_rate)
+
+        The device runs in one mode (its native source); any other size, rate
+        or pixel format is a derived source reading the native one. The caller
+        holds one reference. Raises `NotReadableError`.
+        """
+        native = self.native_of(device) or self._open_native(device, fmt, frame_rate)
+        source: Source | None = native
+        if (native.format, native.frame_rate) != (fmt, frame_rate):
+            source = self._sources.get((device.device_id, fmt, frame_rate))
+            if source is None or source.state in (SourceState.ENDED, SourceState.CLOSED):
+                plan = SourcePlan(device, fmt, frame_rate, _derived_backend(native), native)
+                source = self._open(plan)
+        assert source is not None
         self.retain(source)
         try:
             await asyncio.wait_for(
@@ -302,15 +336,30 @@ class SourceManager:
             raise
         return source
 
-    def _open(self, key: SourceKey, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
-        source_id = f"{next(self._ids)}-{_mode_name(fmt, frame_rate)}"
-        source = Source(
-            source_id, device, fmt, frame_rate, self._config, self._listener, self.status_endpoint
-        )
-        source.start()
-        self._sources[key] = source
+    def _open_native(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
+        if isinstance(fmt, VideoFormat):
+            width, height, frame_rate = device.native_mode_for(fmt.width, fmt.height, frame_rate)
+            fmt = VideoFormat(width, height)  # cameras deliver bgr24; others are derived
+        return self._open(SourcePlan(device, fmt, frame_rate, device.backend))
+
+    def _open(self, plan: SourcePlan) -> Source:
+        source_id = f"{next(self._ids)}-{_mode_name(plan.format, plan.frame_rate)}"
+        source = Source(source_id, plan, self._config, self._listener, self.status_endpoint)
+        if plan.parent is not None:
+            self.retain(plan.parent)  # a derived source keeps its parent open
+        try:
+            source.start()
+        except BaseException:
+            if plan.parent is not None:
+                self.release(plan.parent)
+            raise
+        self._sources[plan.key] = source
         self._by_id[source_id] = source
         return source
+
+    def family(self, source: Source) -> list[Source]:
+        """``source`` and the sources derived from it."""
+        return [source, *(s for s in self._by_id.values() if s.parent is source)]
 
     def retain(self, source: Source) -> None:
         source.refs += 1
@@ -336,11 +385,12 @@ class SourceManager:
             task.add_done_callback(self._close_tasks.discard)
 
     async def _close(self, source: Source) -> None:
-        key = (source.device.device_id, source.format, source.frame_rate)
-        if self._sources.get(key) is source:
-            del self._sources[key]
+        if self._sources.get(source.plan.key) is source:
+            del self._sources[source.plan.key]
         self._by_id.pop(source.id, None)
         await source.close()
+        if source.parent is not None:
+            self.release(source.parent)
 
     async def watch_progress(self) -> None:
         """Check every source's progress twice a second (runs forever)."""
@@ -366,6 +416,11 @@ class SourceManager:
         self._by_id.clear()
         await asyncio.gather(*(s.close() for s in sources), *self._close_tasks)
         self._status.close(linger=0)
+
+
+def _derived_backend(parent: Source) -> BackendSpec:
+    params = {"ring": parent.ring_name, "notify": parent.notify_endpoint, "daemon_pid": os.getpid()}
+    return BackendSpec("derived", params)
 
 
 def _mode_name(fmt: RingFormat, frame_rate: float) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from .devices import InputDeviceInfo, MediaDeviceInfo, MediaDevices
+from .devices import DeviceChangeEvent, InputDeviceInfo, MediaDeviceInfo, MediaDevices
 from .errors import (
     AbortError,
     FrameOverwrittenError,
@@ -31,6 +31,7 @@ from .track import MediaStreamTrack
 __all__ = [
     "AbortError",
     "AudioData",
+    "DeviceChangeEvent",
     "Event",
     "FrameOverwrittenError",
     "InputDeviceInfo",

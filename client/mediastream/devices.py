@@ -22,7 +22,7 @@ from .stream import MediaStream
 from .track import MediaStreamTrack
 from .wire import DeviceInfoDict, TrackInfoDict
 
-__all__ = ["InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
+__all__ = ["DeviceChangeEvent", "InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -71,6 +71,25 @@ class InputDeviceInfo(MediaDeviceInfo):
 
     def getCapabilities(self) -> dict[str, Any]:
         return copy.deepcopy(self._capabilities)
+
+
+class DeviceChangeEvent(Event):
+    """Fired on `MediaDevices` when the device list changed: ``devices`` is the
+    new list, ``userInsertedDevices`` the devices that just appeared."""
+
+    def __init__(self, type: str, init: Mapping[str, Any] | None = None) -> None:
+        super().__init__(type)
+        init = init or {}
+        self._devices = tuple(init.get("devices", ()))
+        self._inserted = tuple(init.get("userInsertedDevices", ()))
+
+    @property
+    def devices(self) -> tuple[MediaDeviceInfo, ...]:
+        return self._devices
+
+    @property
+    def userInsertedDevices(self) -> tuple[MediaDeviceInfo, ...]:
+        return self._inserted
 
 
 class MediaDevices(EventTarget):
@@ -129,6 +148,18 @@ class MediaDevices(EventTarget):
         """Not in the spec: what the daemon holds now (sessions with their pid
         and uid, sources with their state and reference count, counters)."""
         return self._connection_request("stats")
+
+    def add_fake_device(self, kind: str, label: str) -> str:
+        """Not in the spec: plug a fake ``"videoinput"`` or ``"audioinput"``
+        device into the daemon; returns its deviceId. Only root or the
+        daemon's own user may; others get `NotAllowedError`."""
+        result = self._connection_request("addFakeDevice", {"kind": kind, "label": label})
+        return str(result["deviceId"])
+
+    def remove_fake_device(self, deviceId: str) -> None:
+        """Not in the spec: unplug a fake device added with `add_fake_device`.
+        Its live tracks end (``ended`` fires) and ``devicechange`` fires."""
+        self._connection_request("removeFakeDevice", {"deviceId": deviceId})
 
     def close(self) -> None:
         """Stop every track (no ``ended`` events, as the spec's "stop all
@@ -192,7 +223,7 @@ class MediaDevices(EventTarget):
     def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
         kind = payload["type"]
         if topic == "device" and kind == "devicechange":
-            self.dispatchEvent(Event("devicechange"))
+            self.dispatchEvent(_device_change(payload))
             return
         if not topic.startswith("track/"):
             return
@@ -232,3 +263,15 @@ def _weak(method: Callable[P, None]) -> Callable[P, None]:
             bound(*args, **kwargs)
 
     return call
+
+
+def _device_change(payload: dict[str, Any]) -> DeviceChangeEvent:
+    devices = [_device_info(d) for d in payload.get("devices", [])]
+    inserted = set(payload.get("inserted", []))
+    return DeviceChangeEvent(
+        "devicechange",
+        {
+            "devices": devices,
+            "userInsertedDevices": [d for d in devices if d.deviceId in inserted],
+        },
+    )

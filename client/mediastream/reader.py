@@ -19,9 +19,13 @@ from .errors import NotReadableError, ReadTimeoutError
 from .frames import AudioData, VideoFrame
 from .ring import AudioReader, Ring, VideoReader
 
-__all__ = ["SourceReader"]
+__all__ = ["ReaderClosed", "SourceReader"]
 
 WAKE_CHECK_S = 0.25  # a blocked read re-checks its track's state this often
+
+
+class ReaderClosed(Exception):
+    """The reader was closed while a read waited on it (internal)."""
 
 
 class SourceReader:
@@ -48,6 +52,8 @@ class SourceReader:
         self._notify.setsockopt(zmq.SUBSCRIBE, b"")
         self._notify.connect(notify_endpoint)
         self._live = live
+        self._closed = False  # set first, without the lock: a waiting read gives up
+        self._released = False
         self._lock = threading.Lock()  # one read at a time: the socket is not thread-safe
         self.last_seq = 0
         self.delivered = 0
@@ -59,6 +65,8 @@ class SourceReader:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while True:
+                if self._closed:
+                    raise ReaderClosed
                 item = self._take()
                 if item is not None:
                     return item
@@ -98,6 +106,10 @@ class SourceReader:
 
     def close(self) -> None:
         """Idempotent. Frames already handed out stay readable."""
+        self._closed = True  # a read waiting on this reader gives up within a slice
         with self._lock:
+            if self._released:
+                return
+            self._released = True
             self._notify.close(linger=0)
             self._ring.close()

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
-from .events import EventHandler, EventTarget, MediaStreamTrackEvent
+from .events import Event, EventHandler, EventTarget, MediaStreamTrackEvent
 
 if TYPE_CHECKING:
     from .track import MediaStreamTrack
@@ -45,7 +45,7 @@ class TrackLike(Protocol):
     def clone(self) -> TrackLike: ...
 
 
-class MediaStream(EventTarget[MediaStreamTrackEvent]):
+class MediaStream(EventTarget[Event]):
     """A set of tracks with a unique ``id``.
 
     ``MediaStream()`` is empty; ``MediaStream(other)`` holds the same track
@@ -58,6 +58,10 @@ class MediaStream(EventTarget[MediaStreamTrackEvent]):
     """Called with a `MediaStreamTrackEvent` when the daemon adds a track."""
     onremovetrack = EventHandler()
     """Called with a `MediaStreamTrackEvent` when the daemon removes a track."""
+    onactive = EventHandler()
+    """Not in the spec: called when a track the daemon added makes the stream active."""
+    oninactive = EventHandler()
+    """Not in the spec: called when tracks ending (not `stop()`) make the stream inactive."""
 
     def __init__(self, init: MediaStream | Iterable[MediaStreamTrack] | None = None) -> None:
         super().__init__()
@@ -66,8 +70,9 @@ class MediaStream(EventTarget[MediaStreamTrackEvent]):
         # Keyed by object identity: membership is "this track object", and
         # tracks need not be hashable.
         self._tracks: dict[int, MediaStreamTrack] = {}
+        self._observers: list[Callable[[MediaStream], None]] = []
         for track in _initial_tracks(init):
-            self._tracks.setdefault(id(track), track)
+            self._insert(track)
 
     @property
     def id(self) -> str:
@@ -102,14 +107,16 @@ class MediaStream(EventTarget[MediaStreamTrackEvent]):
         Ended tracks and inactive streams are allowed. Raises TypeError when
         ``track`` is not a track.
         """
-        self._insert(_checked(track))
+        if self._insert(_checked(track)):
+            self._notify_observers()
 
     def removeTrack(self, track: MediaStreamTrack) -> None:
         """Remove ``track``; a no-op when it is not a member. Fires no event.
 
         Raises TypeError when ``track`` is not a track.
         """
-        self._discard(_checked(track))
+        if self._discard(_checked(track)):
+            self._notify_observers()
 
     def clone(self) -> MediaStream:
         """A new stream (new id) holding ``t.clone()`` of each track."""
@@ -122,9 +129,12 @@ class MediaStream(EventTarget[MediaStreamTrackEvent]):
         whether the track set changed. Listeners run in the calling thread
         before this returns.
         """
+        was_active = self.active
         changed = self._insert(_checked(track))
         if changed:
             self.dispatchEvent(MediaStreamTrackEvent("addtrack", {"track": track}))
+            if not was_active and self.active:
+                self.dispatchEvent(Event("active"))
         return changed
 
     def _remove_track_by_source(self, track: MediaStreamTrack) -> bool:
@@ -134,9 +144,12 @@ class MediaStream(EventTarget[MediaStreamTrackEvent]):
         whether the track set changed. Listeners run in the calling thread
         before this returns.
         """
+        was_active = self.active
         changed = self._discard(_checked(track))
         if changed:
             self.dispatchEvent(MediaStreamTrackEvent("removetrack", {"track": track}))
+            if was_active and not self.active:
+                self.dispatchEvent(Event("inactive"))
         return changed
 
     def _insert(self, track: MediaStreamTrack) -> bool:
@@ -145,12 +158,31 @@ class MediaStream(EventTarget[MediaStreamTrackEvent]):
             if id(track) in self._tracks:
                 return False
             self._tracks[id(track)] = track
-            return True
+        _listen(track, "addEventListener", self._on_track_ended)
+        return True
 
     def _discard(self, track: MediaStreamTrack) -> bool:
         """Remove ``track`` if present; whether it was removed."""
         with self._lock:
-            return self._tracks.pop(id(track), None) is not None
+            removed = self._tracks.pop(id(track), None) is not None
+        if removed:
+            _listen(track, "removeEventListener", self._on_track_ended)
+        return removed
+
+    def _on_track_ended(self, event: Event) -> None:
+        """A member track ended by its source (`stop()` fires nothing): the last
+        one turns the stream inactive."""
+        if not self.active:
+            self.dispatchEvent(Event("inactive"))
+
+    def _observe(self, observer: Callable[[MediaStream], None]) -> None:
+        """Call ``observer(stream)`` after each script change of the track set
+        (for published streams, which the daemon mirrors)."""
+        self._observers.append(observer)
+
+    def _notify_observers(self) -> None:
+        for observer in list(self._observers):
+            observer(self)
 
     def __repr__(self) -> str:
         tracks = self.getTracks()
@@ -174,3 +206,10 @@ def _checked(track: object) -> MediaStreamTrack:
     if not isinstance(track, TrackLike):
         raise TypeError(f"expected a MediaStreamTrack, not {track!r}")
     return cast("MediaStreamTrack", track)  # any TrackLike behaves as one here
+
+
+def _listen(track: object, method: str, listener: Callable[[Event], None]) -> None:
+    """(Un)register for ``ended`` on tracks that fire events (every real one)."""
+    register = getattr(track, method, None)
+    if register is not None:
+        register("ended", listener)

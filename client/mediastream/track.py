@@ -6,7 +6,7 @@ import copy
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy as np
 from .errors import InvalidStateError, NotReadableError
 from .events import Event, EventHandler, EventTarget
 from .frames import AudioData, VideoFrame, black_frame
-from .reader import SourceReader
+from .reader import ReaderClosed, SourceReader
 from .wire import TrackInfoDict
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["MediaStreamTrack"]
 
 log = logging.getLogger(__name__)
+
+INHERENT_PROPERTIES = frozenset({"deviceId", "groupId", "facingMode"})
 
 
 class MediaStreamTrack(EventTarget):
@@ -87,7 +89,43 @@ class MediaStreamTrack(EventTarget):
         self._enabled = bool(value)
 
     def getSettings(self) -> dict[str, Any]:
-        return copy.deepcopy(self._info["settings"])
+        """The current settings. Once ended, only the inherent properties
+        (deviceId, groupId, facingMode) it had then, as the spec says."""
+        settings = copy.deepcopy(self._info["settings"])
+        if self._ready_state == "ended":
+            return {k: v for k, v in settings.items() if k in INHERENT_PROPERTIES}
+        return settings
+
+    def getConstraints(self) -> dict[str, Any]:
+        """The constraints of the last successful getUserMedia or applyConstraints."""
+        return copy.deepcopy(self._info["constraints"])
+
+    def getCapabilities(self) -> dict[str, Any]:
+        """The source device's capabilities, in the spec's shapes."""
+        return copy.deepcopy(self._info["capabilities"])
+
+    def applyConstraints(self, constraints: Mapping[str, Any] | None = None) -> None:
+        """Apply ``constraints`` (None means {}: remove all) as one operation.
+
+        What the track delivers changes with it (size, frame rate, pixel
+        format); reads after the return see the new frames. Raises
+        `OverconstrainedError` (settings and constraints unchanged) and the
+        builtin `TypeError` for malformed constraints. On an ended track it
+        does nothing.
+        """
+        if constraints is not None and not isinstance(constraints, Mapping):
+            raise TypeError(f"constraints must be a dict, not {type(constraints).__name__}")
+        if self._ready_state == "ended":
+            return
+        result = self._devices._connection_request(
+            "applyConstraints", {"trackId": self.id, "constraints": dict(constraints or {})}
+        )
+        info: TrackInfoDict | None = result.get("track")
+        if info is None or self.readyState == "ended":  # ended while we asked
+            return
+        if info["ring"] != self._info["ring"]:
+            self._swap_reader(info)
+        self._info = info
 
     # -- methods ---------------------------------------------------------
 
@@ -114,6 +152,12 @@ class MediaStreamTrack(EventTarget):
         result = self._devices._connection_request("cloneTrack", {"trackId": self.id})
         return self._devices._adopt_track(result["track"])
 
+    def _swap_reader(self, info: TrackInfoDict) -> None:
+        new = SourceReader(self._devices._context, info["ring"], info["notify"], self._is_live)
+        old, self._reader = self._reader, new
+        if old is not None:
+            old.close()  # a read blocked on it retries on the new one
+
     def read(self, timeout: float | None = None) -> VideoFrame | AudioData:
         """Block until media newer than the last read is there and return it.
 
@@ -123,9 +167,8 @@ class MediaStreamTrack(EventTarget):
         Raises `ReadTimeoutError`, `InvalidStateError` once stopped, and
         `NotReadableError` once the source has ended.
         """
-        reader = self._live_reader()
         try:
-            item = reader.read(timeout)
+            item = self._read_any_reader(timeout)
         except NotReadableError:
             if self._stopped:
                 raise InvalidStateError(f"track {self.id} was stopped") from None
@@ -157,6 +200,15 @@ class MediaStreamTrack(EventTarget):
             "discardedFrames": discarded,
             "totalFrames": delivered + discarded,
         }
+
+    def _read_any_reader(self, timeout: float | None) -> VideoFrame | AudioData:
+        while True:
+            try:
+                return self._live_reader().read(timeout)
+            except ReaderClosed:
+                if self._reader is None:
+                    raise NotReadableError(self._end_reason or "the track ended") from None
+                # applyConstraints moved the track to another source: read that
 
     # -- called by MediaDevices and the daemon's events --------------------
 

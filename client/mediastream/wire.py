@@ -64,7 +64,10 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "getUserMedia": {"constraints": (dict, True)},
     "stopTrack": {"trackId": (str, True)},
     "cloneTrack": {"trackId": (str, True)},
+    "applyConstraints": {"trackId": (str, True), "constraints": (dict, True)},
     "stats": {},
+    "addFakeDevice": {"kind": (str, True), "label": (str, True)},
+    "removeFakeDevice": {"deviceId": (str, True)},
 }
 NO_REPLY_OPS = frozenset({"heartbeat"})
 
@@ -83,6 +86,8 @@ class TrackInfoDict(TypedDict):
     label: str
     muted: bool
     settings: dict[str, Any]
+    constraints: dict[str, Any]
+    capabilities: dict[str, Any]
     ring: str
     notify: str
 
