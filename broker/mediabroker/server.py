@@ -39,6 +39,7 @@ from .devices import Device, RuntimeFakes, discover_devices
 from .notify import SystemdNotifier
 from .sessions import Session, SessionTable, parse_peer_address
 from .sources import Source, SourceManager, sweep_stale_rings
+from .streams import StreamRegistry
 from .tracks import (
     TrackRecord,
     choose_device,
@@ -67,6 +68,7 @@ class Broker:
         self.devices = devices if devices is not None else discover_devices(config)
         self.sessions = SessionTable()
         self.tracks: dict[str, TrackRecord] = {}
+        self.streams = StreamRegistry(self)
         self.counters = {"requests": 0, "malformed": 0, "errors": 0}
         self._ctx = zmq.asyncio.Context()
         self._notifier = SystemdNotifier()
@@ -81,6 +83,9 @@ class Broker:
             "stats": self._stats,
             "addFakeDevice": self._add_fake_device,
             "removeFakeDevice": self._remove_fake_device,
+            "publishStream": self._publish_stream,
+            "unpublishStream": self._unpublish_stream,
+            "attachStream": self._attach_stream,
         }
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -326,6 +331,35 @@ class Broker:
         self.set_devices([d for d in self.devices if d.device_id != args["deviceId"]])
         return {}
 
+    async def _publish_stream(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        ids = args["trackIds"]
+        if not all(isinstance(i, str) for i in ids):
+            raise TypeError("trackIds must be a list of track ids")
+        tracks = [t for i in ids if (t := self.tracks.get(i)) is not None and t.session is session]
+        self.streams.publish(session, _stream_name(args["name"]), tracks)
+        return {}
+
+    async def _unpublish_stream(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        self.streams.unpublish(session, args["name"])
+        return {}
+
+    async def _attach_stream(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        attachment, mirrors = self.streams.attach(session, _stream_name(args["name"]))
+        return {"attachment": attachment, "tracks": [t.to_wire() for t in mirrors]}
+
+    def mirror_track(self, session: Session, original: TrackRecord) -> TrackRecord:
+        """A track of ``session`` on ``original``'s source (StreamHost)."""
+        self.sources.retain(original.source)
+        return self._add_track(
+            session, original.source, dict(original.settings), dict(original.constraints)
+        )
+
+    def end_track(self, track: TrackRecord, reason: str) -> None:
+        self._end_track(track, reason)
+
+    def publish(self, topic: str, event_type: str, **fields: Any) -> None:
+        self._publish(topic, event_type, **fields)
+
     def _check_operator(self, session: Session, what: str) -> None:
         if session.peer.uid not in (0, os.getuid()):
             raise NotAllowedError(
@@ -340,6 +374,7 @@ class Broker:
             return
         track.session.tracks.discard(track.id)
         self.sources.release(track.source)
+        self.streams.track_gone(track)
 
     def _end_track(self, track: TrackRecord, reason: str) -> None:
         """The daemon ends a track: the client sees ``ended``."""
@@ -347,6 +382,7 @@ class Broker:
         self._release_track(track)
 
     def _release_session(self, session: Session, reason: str) -> None:
+        self.streams.session_gone(session)
         for track_id in list(session.tracks):
             self._release_track(self.tracks[track_id])
         self.sessions.close(session, reason)
@@ -422,3 +458,9 @@ class Broker:
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)
         return f"{len(self.sessions)} client(s), {len(self.tracks)} track(s), {sources} source(s)"
+
+
+def _stream_name(name: str) -> str:
+    if not 0 < len(name) <= 200 or not name.isprintable():
+        raise TypeError(f"a stream name is 1 to 200 printable characters, not {name!r:.60}")
+    return name

@@ -109,6 +109,7 @@ class MediaDevices(EventTarget):
         self.run_dir = Path(run_dir) if run_dir is not None else resolve_run_dir()
         self._tracks: dict[str, MediaStreamTrack] = {}
         self._tracks_lock = threading.Lock()
+        self._attached: dict[str, MediaStream] = {}  # attachment id -> proxy stream
         # The connection's threads hold only weak references back, so a
         # forgotten MediaDevices is still collected (and warns, and closes).
         self._connection = BrokerConnection(
@@ -160,6 +161,37 @@ class MediaDevices(EventTarget):
         """Not in the spec: unplug a fake device added with `add_fake_device`.
         Its live tracks end (``ended`` fires) and ``devicechange`` fires."""
         self._connection_request("removeFakeDevice", {"deviceId": deviceId})
+
+    def publishStream(self, stream: MediaStream, name: str) -> None:
+        """Our extension: publish ``stream`` under ``name`` for other processes
+        to `attachStream`. Later ``addTrack``/``removeTrack`` calls on it are
+        mirrored to every attached stream. Its tracks must come from this
+        MediaDevices. Raises `InvalidStateError` if another process holds the name."""
+        if not isinstance(stream, MediaStream):
+            raise TypeError(f"publishStream takes a MediaStream, not {type(stream).__name__}")
+        self._send_stream(stream, name)
+        stream._observe(lambda changed: self._send_stream(changed, name))
+
+    def _send_stream(self, stream: MediaStream, name: str) -> None:
+        ids = [t.id for t in stream.getTracks() if t.readyState == "live"]
+        if self._connection is not None:
+            self._connection_request("publishStream", {"name": name, "trackIds": ids})
+
+    def unpublishStream(self, name: str) -> None:
+        """Our extension: withdraw a published stream; attached streams' tracks end."""
+        self._connection_request("unpublishStream", {"name": name})
+
+    def attachStream(self, name: str) -> MediaStream:
+        """Our extension: a stream that follows the one published as ``name``:
+        it fires ``addtrack``/``removetrack`` as the publisher changes it, and
+        its tracks end (``inactive``) when the publisher's do. Raises
+        `NotFoundError` when nothing is published under that name."""
+        result = self._connection_request("attachStream", {"name": name})
+        stream = MediaStream([self._adopt_track(info) for info in result["tracks"]])
+        attachment = str(result["attachment"])
+        self._attached[attachment] = stream
+        self._live_connection().subscribe(f"attach/{attachment}")
+        return stream
 
     def close(self) -> None:
         """Stop every track (no ``ended`` events, as the spec's "stop all
@@ -225,6 +257,9 @@ class MediaDevices(EventTarget):
         if topic == "device" and kind == "devicechange":
             self.dispatchEvent(_device_change(payload))
             return
+        if topic.startswith("attach/"):
+            self._on_attached_stream_event(topic.removeprefix("attach/"), payload)
+            return
         if not topic.startswith("track/"):
             return
         with self._tracks_lock:
@@ -235,6 +270,17 @@ class MediaDevices(EventTarget):
             track._end_by_source(str(payload.get("reason", "the source ended")))
         elif kind in ("mute", "unmute"):
             track._set_muted(kind == "mute")
+
+    def _on_attached_stream_event(self, attachment: str, payload: dict[str, Any]) -> None:
+        stream = self._attached.get(attachment)
+        if stream is None:
+            return
+        if payload["type"] == "addtrack":
+            stream._add_track_by_source(self._adopt_track(payload["track"]))
+        elif payload["type"] == "removetrack":
+            track = stream.getTrackById(str(payload.get("trackId")))
+            if track is not None:
+                stream._remove_track_by_source(track)
 
     def _on_daemon_lost(self, reason: str) -> None:
         with self._tracks_lock:

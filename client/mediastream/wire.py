@@ -68,6 +68,9 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "stats": {},
     "addFakeDevice": {"kind": (str, True), "label": (str, True)},
     "removeFakeDevice": {"deviceId": (str, True)},
+    "publishStream": {"name": (str, True), "trackIds": (list, True)},
+    "unpublishStream": {"name": (str, True)},
+    "attachStream": {"name": (str, True)},
 }
 NO_REPLY_OPS = frozenset({"heartbeat"})
 
