@@ -39,6 +39,14 @@ def hold(run_dir: str) -> None:
     threading.Event().wait()
 
 
+def publish(run_dir: str, name: str) -> None:
+    """Publish a camera stream under ``name``, then wait until killed."""
+    devices = MediaDevices(run_dir, name="publisher")
+    devices.publishStream(devices.getUserMedia({"video": True}), name)
+    emit(event="published")
+    threading.Event().wait()
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"read": read_frames, "hold": hold}[mode](*args)
+    {"read": read_frames, "hold": hold, "publish": publish}[mode](*args)

@@ -13,6 +13,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mediastream import errors
 from mediastream.errors import MediaStreamError, ProtocolError, error_from_wire
 from mediastream.wire import (
@@ -44,7 +45,7 @@ DOM_EXCEPTION_NAMES = [
     "OverconstrainedError",
 ]
 MISSING = object()
-SAMPLE_VALUES: dict[type, object] = {str: "x", int: 1, dict: {}, bool: True, float: 1.0}
+SAMPLE_VALUES: dict[type, object] = {str: "x", int: 1, dict: {}, list: [], bool: True, float: 1.0}
 
 
 def pack(obj: object) -> bytes:

@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+
 from mediastream import wire
 from mediastream.errors import (
     InvalidStateError,
@@ -33,10 +34,12 @@ from mediastream.errors import (
 )
 from mediastream.paths import control_endpoint, events_endpoint
 
+from .access import check_peer, secure_sockets
 from .config import BrokerConfig
 from .constraints import parse_gum_constraints, parse_track_constraints
 from .devices import Device, RuntimeFakes, discover_devices
 from .notify import SystemdNotifier
+from .observe import process_figures, source_figures
 from .sessions import Session, SessionTable, parse_peer_address
 from .sources import Source, SourceManager, sweep_stale_rings
 from .streams import StreamRegistry
@@ -96,6 +99,7 @@ class Broker:
         self._control.setsockopt(zmq.MAXMSGSIZE, TRANSPORT_MAX_BYTES)
         self._events = self._bind(zmq.PUB, events_endpoint(self.config.run_dir))
         self.sources = SourceManager(self.config, self, self._ctx)
+        secure_sockets(self.config)  # mode and group of the sockets just bound
         loops = [
             self._serve_control(),
             self.sources.serve_status(),
@@ -203,6 +207,7 @@ class Broker:
                 f"client speaks protocol {args['version']}, daemon {wire.PROTOCOL_VERSION}"
             )
         peer = parse_peer_address(str(payload.get("Peer-Address")))
+        check_peer(self.config, peer)  # NotAllowedError naming the rule
         old = self.sessions.get(identity)
         if old is not None:
             self._release_session(old, "hello again")
@@ -308,6 +313,7 @@ class Broker:
                 "refs": s.refs,
                 "pid": s.pid,
                 "ring": s.ring_name,
+                **source_figures(s, self.config),
             }
             for s in self.sources
         ]
@@ -315,6 +321,7 @@ class Broker:
             "pid": os.getpid(),
             "sessions": sessions,
             "sources": sources,
+            "processes": process_figures(self.sources),
             "counters": dict(self.counters),
         }
 
@@ -357,8 +364,10 @@ class Broker:
     def end_track(self, track: TrackRecord, reason: str) -> None:
         self._end_track(track, reason)
 
-    def publish(self, topic: str, event_type: str, **fields: Any) -> None:
-        self._publish(topic, event_type, **fields)
+    def notify(self, session: Session, topic: str, event_type: str, **fields: Any) -> None:
+        """Send one session a notice about its own tracks, streams or devices."""
+        notice = wire.encode_notice(topic, event_type, **fields)
+        self._control.send_multipart([session.identity, notice])
 
     def _check_operator(self, session: Session, what: str) -> None:
         if session.peer.uid not in (0, os.getuid()):
@@ -378,7 +387,7 @@ class Broker:
 
     def _end_track(self, track: TrackRecord, reason: str) -> None:
         """The daemon ends a track: the client sees ``ended``."""
-        self._publish(f"track/{track.id}", "ended", reason=reason)
+        self.notify(track.session, f"track/{track.id}", "ended", reason=reason)
         self._release_track(track)
 
     def _release_session(self, session: Session, reason: str) -> None:
@@ -389,7 +398,7 @@ class Broker:
 
     def source_muted(self, source: Source, muted: bool) -> None:
         for track in self._tracks_of(source):
-            self._publish(f"track/{track.id}", "mute" if muted else "unmute")
+            self.notify(track.session, f"track/{track.id}", "mute" if muted else "unmute")
 
     def source_ended(self, source: Source, reason: str) -> None:
         for track in self._tracks_of(source):
@@ -453,7 +462,21 @@ class Broker:
             if source.device.device_id not in present:
                 source.end(f"{source.device.label} was removed")
         wire_devices = [d.to_wire() for d in devices]
-        self._publish("device", "devicechange", devices=wire_devices, inserted=inserted)
+        for session in self.sessions:
+            self.notify(session, "device", "devicechange", devices=wire_devices, inserted=inserted)
+
+    async def reload(self, config: BrokerConfig) -> None:
+        """SIGHUP: switch to ``config`` (the caller keeps what needs a restart)
+        and re-read the devices; ``devicechange`` fires when the list changed."""
+        self.config = config
+        devices = await asyncio.to_thread(discover_devices, config)
+        if not hasattr(self, "sources"):  # not serving yet: run() starts with these
+            self.devices = devices
+            return
+        self._notifier.reloading()
+        self.sources._config = config  # new capture processes get its log level
+        self.set_devices([*devices, *self.fakes])
+        self._notifier.ready()
 
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)

@@ -31,7 +31,7 @@ class StreamHost(Protocol):
 
     def end_track(self, track: TrackRecord, reason: str) -> None: ...
 
-    def publish(self, topic: str, event_type: str, **fields: Any) -> None: ...
+    def notify(self, session: Session, topic: str, event_type: str, **fields: Any) -> None: ...
 
 
 @dataclass(eq=False)
@@ -127,12 +127,16 @@ class StreamRegistry:
         mirror = self._host.mirror_track(attachment.session, track)
         attachment.mirrors[track.id] = mirror
         if announce:
-            self._host.publish(attachment.topic, "addtrack", track=mirror.to_wire())
+            self._host.notify(
+                attachment.session, attachment.topic, "addtrack", track=mirror.to_wire()
+            )
 
     def _drop_mirror(self, attachment: _Attachment, track_id: str, reason: str) -> None:
         mirror = attachment.mirrors.pop(track_id, None)
         if mirror is not None:
-            self._host.publish(attachment.topic, "removetrack", trackId=mirror.id)
+            self._host.notify(
+                attachment.session, attachment.topic, "removetrack", trackId=mirror.id
+            )
             self._host.end_track(mirror, reason)
 
     def names(self) -> list[str]:

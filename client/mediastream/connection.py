@@ -44,8 +44,8 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 class BrokerConnection:
     """Requests, heartbeats and events for one `MediaDevices`.
 
-    ``on_event(topic, payload)`` runs on the dispatch thread for every event of
-    a subscribed topic; ``on_lost(reason)`` runs there once if the daemon goes
+    ``on_event(topic, payload)`` runs on the dispatch thread for every notice
+    the daemon sends this session; ``on_lost(reason)`` runs there once if the daemon goes
     away (its heartbeats stop, or it says it is stopping).
     """
 
@@ -117,12 +117,6 @@ class BrokerConnection:
             raise error_from_wire(reply.error_name, reply.error_message, reply.error_constraint)
         return reply.result
 
-    def subscribe(self, topic: str) -> None:
-        self._post(b"+", topic.encode())
-
-    def unsubscribe(self, topic: str) -> None:
-        self._post(b"-", topic.encode())
-
     def _post(self, command: bytes, body: bytes) -> None:
         with self._inbox_lock:
             if self._closed:
@@ -173,7 +167,7 @@ class BrokerConnection:
                 if socket is io.inbox and not io.handle_command():
                     return
                 if socket is io.dealer:
-                    self._deliver_reply(io.dealer.recv())
+                    self._deliver(io.dealer.recv())
                 if socket is io.events:
                     topic, payload = io.receive_event()
                     if topic == "broker":
@@ -190,11 +184,15 @@ class BrokerConnection:
                 reason = f"the daemon sent no heartbeat for {silence:.1f} s"
                 self._dispatch_queue.put(("", {"type": "lost", "reason": reason}))
 
-    def _deliver_reply(self, data: bytes) -> None:
+    def _deliver(self, data: bytes) -> None:
+        """A reply goes to the caller waiting for it, a notice to the dispatcher."""
         try:
-            reply = wire.decode_reply(data)
+            reply = wire.decode_from_daemon(data)
         except ProtocolError:
-            log.warning("dropped an undecodable reply from the daemon")
+            log.warning("dropped an undecodable message from the daemon")
+            return
+        if isinstance(reply, wire.Notice):
+            self._dispatch_queue.put((reply.topic, reply.payload))
             return
         with self._pending_lock:
             future = self._pending.get(reply.id)
@@ -249,10 +247,6 @@ class _IoLoop:
         command, body = self.inbox.recv_multipart()
         if command == b"R":
             self.dealer.send(body)
-        elif command == b"+":
-            self.events.setsockopt(zmq.SUBSCRIBE, body)
-        elif command == b"-":
-            self.events.setsockopt(zmq.UNSUBSCRIBE, body)
         return command != b"Q"
 
     def receive_event(self) -> tuple[str, dict[str, Any] | None]:

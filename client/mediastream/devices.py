@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import logging
 import threading
@@ -25,6 +26,7 @@ from .wire import DeviceInfoDict, TrackInfoDict
 __all__ = ["DeviceChangeEvent", "InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
 
 log = logging.getLogger(__name__)
+MAX_EARLY_TOPICS = 256
 P = ParamSpec("P")
 
 SUPPORTED_CONSTRAINTS = (
@@ -110,12 +112,14 @@ class MediaDevices(EventTarget):
         self._tracks: dict[str, MediaStreamTrack] = {}
         self._tracks_lock = threading.Lock()
         self._attached: dict[str, MediaStream] = {}  # attachment id -> proxy stream
+        # Notices can overtake the reply that names their track or attachment
+        # (the reply wakes another thread): keep them until it is adopted.
+        self._early: collections.OrderedDict[str, list[dict[str, Any]]] = collections.OrderedDict()
         # The connection's threads hold only weak references back, so a
         # forgotten MediaDevices is still collected (and warns, and closes).
         self._connection = BrokerConnection(
             self.run_dir, name or process_name(), _weak(self._on_event), _weak(self._on_daemon_lost)
         )
-        self._connection.subscribe("device")
 
     @property
     def _context(self) -> zmq.Context[Any]:
@@ -189,8 +193,9 @@ class MediaDevices(EventTarget):
         result = self._connection_request("attachStream", {"name": name})
         stream = MediaStream([self._adopt_track(info) for info in result["tracks"]])
         attachment = str(result["attachment"])
-        self._attached[attachment] = stream
-        self._live_connection().subscribe(f"attach/{attachment}")
+        with self._tracks_lock:
+            self._attached[attachment] = stream
+        self._replay_early(f"attach/{attachment}")
         return stream
 
     def close(self) -> None:
@@ -240,41 +245,55 @@ class MediaDevices(EventTarget):
         track = MediaStreamTrack(self, info)
         with self._tracks_lock:
             self._tracks[track.id] = track
-        self._live_connection().subscribe(f"track/{track.id}")
+        self._replay_early(f"track/{track.id}")
         return track
 
     def _forget_track(self, track: MediaStreamTrack) -> None:
         with self._tracks_lock:
-            known = self._tracks.pop(track.id, None) is not None
-        connection = self._connection
-        if known and connection is not None:
-            connection.unsubscribe(f"track/{track.id}")
+            self._tracks.pop(track.id, None)
 
     # -- events from the daemon (dispatch thread) -------------------------
 
     def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
-        kind = payload["type"]
-        if topic == "device" and kind == "devicechange":
-            self.dispatchEvent(_device_change(payload))
-            return
-        if topic.startswith("attach/"):
-            self._on_attached_stream_event(topic.removeprefix("attach/"), payload)
-            return
-        if not topic.startswith("track/"):
+        if topic == "device":
+            if payload["type"] == "devicechange":
+                self.dispatchEvent(_device_change(payload))
             return
         with self._tracks_lock:
-            track = self._tracks.get(topic.removeprefix("track/"))
-        if track is None:
-            return
+            target = self._target(topic)
+            if target is None:
+                self._keep_early(topic, payload)
+                return
+        if isinstance(target, MediaStream):
+            self._on_attached_stream_event(target, payload)
+        else:
+            self._on_track_event(target, payload)
+
+    def _target(self, topic: str) -> MediaStreamTrack | MediaStream | None:
+        kind, _, key = topic.partition("/")
+        if kind == "track":
+            return self._tracks.get(key)
+        return self._attached.get(key) if kind == "attach" else None
+
+    def _keep_early(self, topic: str, payload: dict[str, Any]) -> None:
+        self._early.setdefault(topic, []).append(payload)
+        while len(self._early) > MAX_EARLY_TOPICS:  # notices for tracks long gone
+            self._early.popitem(last=False)
+
+    def _replay_early(self, topic: str) -> None:
+        with self._tracks_lock:
+            early = self._early.pop(topic, [])
+        for payload in early:
+            self._on_event(topic, payload)
+
+    def _on_track_event(self, track: MediaStreamTrack, payload: dict[str, Any]) -> None:
+        kind = payload["type"]
         if kind == "ended":
             track._end_by_source(str(payload.get("reason", "the source ended")))
         elif kind in ("mute", "unmute"):
             track._set_muted(kind == "mute")
 
-    def _on_attached_stream_event(self, attachment: str, payload: dict[str, Any]) -> None:
-        stream = self._attached.get(attachment)
-        if stream is None:
-            return
+    def _on_attached_stream_event(self, stream: MediaStream, payload: dict[str, Any]) -> None:
         if payload["type"] == "addtrack":
             stream._add_track_by_source(self._adopt_track(payload["track"]))
         elif payload["type"] == "removetrack":

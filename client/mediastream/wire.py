@@ -1,15 +1,20 @@
 """The control protocol: the one module that knows the message format.
 
 Requests go from a client's DEALER to the daemon's ROUTER, one msgpack map
-per message; replies come back on the same socket; events go out on the
-daemon's PUB socket as two frames, topic then payload; each source announces
-new frames on a PUB socket of its own with an 8-byte sequence number.
+per message; replies come back on the same socket, and so do notices: the
+events of one session's own tracks, streams and devices, sent to it alone
+(no subscription that could arrive too late, and nobody sees another
+process's tracks). Broadcasts that concern every client (the daemon's
+heartbeat, its shutdown) go out on the PUB socket as two frames, topic then
+payload. Each source announces new frames on a PUB socket of its own with an
+8-byte sequence number.
 
     request  {"v": 1, "id": 7, "op": "getUserMedia", "args": {...}}
     reply    {"v": 1, "id": 7, "ok": true,  "result": {...}}
              {"v": 1, "id": 7, "ok": false, "error": {"name": ..., "message": ...,
                                                        "constraint": ...}}
-    event    [b"track/<id>", {"type": "ended", ...}]
+    notice   {"v": 1, "notice": {"topic": "track/<id>", "type": "ended", ...}}
+    event    [b"broker", {"type": "heartbeat", ...}]
 
 Everything inbound is untrusted: decoding enforces size limits and strict
 types and raises `ProtocolError` (a `ValueError`) for anything else. A
@@ -32,15 +37,18 @@ __all__ = [
     "OPS",
     "PROTOCOL_VERSION",
     "DeviceInfoDict",
+    "Notice",
     "Reply",
     "Request",
     "TrackInfoDict",
     "decode_event",
+    "decode_from_daemon",
     "decode_frame_ready",
     "decode_reply",
     "decode_request",
     "encode_error",
     "encode_event",
+    "encode_notice",
     "encode_frame_ready",
     "encode_reply",
     "encode_request",
@@ -100,6 +108,12 @@ class Request:
     id: int
     op: str
     args: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    topic: str
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +244,29 @@ def encode_error(request_id: int, name: str, message: str, constraint: str | Non
     return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": error})
 
 
+def encode_notice(topic: str, event_type: str, **fields: Any) -> bytes:
+    return _pack({"v": PROTOCOL_VERSION, "notice": {"topic": topic, "type": event_type, **fields}})
+
+
+def decode_from_daemon(data: bytes) -> Reply | Notice:
+    """Decode what the daemon sends on the control socket. Raises `ProtocolError`."""
+    message = _unpack(data)
+    _check_version(message)
+    if "notice" in message:
+        notice = _field(message, "notice", dict)
+        _field(notice, "type", str)
+        return Notice(str(_field(notice, "topic", str)), notice)
+    return _reply(message)
+
+
 def decode_reply(data: bytes) -> Reply:
     """Decode a reply from the daemon. Raises `ProtocolError`."""
     message = _unpack(data)
     _check_version(message)
+    return _reply(message)
+
+
+def _reply(message: dict[str, Any]) -> Reply:
     request_id = _field(message, "id", int)
     if _field(message, "ok", bool):
         return Reply(request_id, True, _field(message, "result", dict))
