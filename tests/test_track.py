@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
 from mediabroker.fake import TONE_AMPLITUDE, verify_pattern
 from mediastream import (
     AudioData,
@@ -174,5 +175,34 @@ def test_settings_name_the_device_and_the_mode(shared_devices: MediaDevices) -> 
         camera = next(d for d in shared_devices.enumerateDevices() if d.kind == "videoinput")
         assert settings["deviceId"] == camera.deviceId and settings["groupId"] == camera.groupId
         assert read_video(track).data.shape == (180, 320, 3)
+    finally:
+        track.stop()
+
+
+def test_async_iteration_reads_frames_until_the_track_stops(make_track: MakeTrack) -> None:
+    import asyncio
+
+    track = make_track("video")
+
+    async def consume() -> list[int]:
+        seqs = []
+        async for frame in track:
+            seqs.append(frame.seq)
+            if len(seqs) == 3:
+                track.stop()
+        return seqs
+
+    seqs = asyncio.run(consume())
+    assert len(seqs) == 3 and seqs == sorted(seqs)
+
+
+def test_aread_times_out(shared_devices: MediaDevices) -> None:
+    import asyncio
+
+    track = shared_devices.getUserMedia({"video": {"frameRate": 1}}).getVideoTracks()[0]
+    try:
+        track.read(timeout=5)  # the next frame is a second away
+        with pytest.raises(ReadTimeoutError):
+            asyncio.run(track.aread(timeout=0.0))
     finally:
         track.stop()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import InvalidStateError, NotReadableError
+from .errors import InvalidStateError, NotReadableError, ReadTimeoutError
 from .events import Event, EventHandler, EventTarget
 from .frames import AudioData, VideoFrame, black_frame
 from .reader import ReaderClosed, SourceReader
@@ -25,6 +27,7 @@ __all__ = ["MediaStreamTrack"]
 log = logging.getLogger(__name__)
 
 INHERENT_PROPERTIES = frozenset({"deviceId", "groupId", "facingMode"})
+ASYNC_SLICE_S = 0.5
 
 
 class MediaStreamTrack(EventTarget):
@@ -183,6 +186,28 @@ class MediaStreamTrack(EventTarget):
         while True:
             try:
                 yield self.read(timeout)
+            except (InvalidStateError, NotReadableError):
+                if self.readyState == "ended":
+                    return
+                raise
+
+    async def aread(self, timeout: float | None = None) -> VideoFrame | AudioData:
+        """`read()` for asyncio: waits in a worker thread, in short slices so a
+        cancelled task frees its thread soon after."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = ASYNC_SLICE_S if deadline is None else deadline - time.monotonic()
+            try:
+                return await asyncio.to_thread(self.read, max(0.0, min(remaining, ASYNC_SLICE_S)))
+            except ReadTimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    async def __aiter__(self) -> AsyncIterator[VideoFrame | AudioData]:
+        """``async for frame in track``: until the track stops or ends."""
+        while True:
+            try:
+                yield await self.aread()
             except (InvalidStateError, NotReadableError):
                 if self.readyState == "ended":
                     return
