@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psutil
+
 from mediastream.ring import SHM_DIR
 
 T = TypeVar("T")
@@ -62,13 +63,24 @@ class Daemon:
     """``mediabroker serve --fake-devices`` in its own process, own run dir and prefix.
 
     Readiness comes from the daemon itself over the systemd notify protocol
-    (a datagram socket this object owns), not from polling.
+    (a datagram socket this object owns), not from polling. ``config`` is the
+    TOML text of its configuration file (always given, so a machine's
+    /etc/mediabroker/config.toml never leaks into a test); ``log_level`` None
+    leaves the level to that file.
     """
 
     def __init__(
-        self, run_dir: Path, *extra_args: str, idle_close: float = 0.3, prefix: str | None = None
+        self,
+        run_dir: Path,
+        *extra_args: str,
+        idle_close: float = 0.3,
+        prefix: str | None = None,
+        config: str = "",
+        log_level: str | None = "DEBUG",
     ) -> None:
         self.run_dir = run_dir
+        self.config_path = run_dir.parent / f"{run_dir.name}-config.toml"
+        self.config_path.write_text(config)
         self.prefix = prefix or unique_prefix()
         self.log_path = run_dir.parent / f"{run_dir.name}-daemon.log"
         self._notify_path = run_dir.parent / f"{run_dir.name}-notify"
@@ -79,9 +91,10 @@ class Daemon:
             sys.executable,
             "-m",
             "mediabroker",
-            "--log-level",
-            "DEBUG",
+            *(["--log-level", log_level] if log_level else []),
             "serve",
+            "--config",
+            str(self.config_path),
             "--fake-devices",
             "--run-dir",
             str(run_dir),

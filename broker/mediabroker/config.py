@@ -1,15 +1,61 @@
-"""The daemon's settings. Issue-level TOML loading builds on `BrokerConfig`."""
+"""The daemon's settings: defaults, a TOML file, command-line overrides.
+
+Design note. Precedence is defaults < file < flags. The file is read with the
+standard library's `tomllib` and checked against `SCHEMA`, one parser per
+key, so that every mistake stops the start with a message naming the key and
+the file (`ConfigError`; the command exits with status 2). Names of users and
+groups are resolved here, once, so a typo fails at start and not at the
+first client. SIGHUP re-reads the file; `reloadable` says which settings a
+running daemon takes (devices, file sources, log level), the rest wait for a
+restart.
+
+    run_dir = "/run/mediabroker"       shm_prefix = "mediabroker."     log_level = "info"
+    [access]   group, socket_mode, allow_users, allow_groups
+    [sessions] heartbeat_s
+    [rings]    slots, audio_seconds, shm_budget_mib
+    [devices]  fake, allow, deny, idle_close_s, scan_interval_s
+    [[devices.files]] path, label, loop
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import grp
 import logging
+import pwd
+import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
 from mediastream.ring import SHM_DIR, check_segment_name
 
-__all__ = ["BrokerConfig", "FileSource"]
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "KEY_OF_FIELD",
+    "SCHEMA",
+    "BrokerConfig",
+    "ConfigError",
+    "FileSource",
+    "load_config",
+    "parse_config",
+    "read_config_file",
+    "reloadable",
+    "resolve_config_path",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/mediabroker/config.toml")
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+SESSION_TIMEOUT_HEARTBEATS = 3  # missed heartbeats before a client's session ends
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +75,23 @@ class BrokerConfig:
     shm_dir: Path = SHM_DIR
     fake_devices: bool = False
     file_sources: tuple[FileSource, ...] = ()
+    device_allow: tuple[str, ...] = ()  # glob patterns; empty: every device
+    device_deny: tuple[str, ...] = ()  # glob patterns; a match hides the device
     device_scan_s: float = 1.0  # how often the device list is re-read (hot-plug)
     ring_slots: int = 8
     audio_ring_s: float = 2.0  # seconds of audio an audio ring holds
+    shm_budget_bytes: int | None = None  # all of this prefix's rings together; None: no cap
     idle_close_s: float = 3.0  # grace before a source nobody uses closes
     heartbeat_s: float = 0.5  # how often clients and the daemon say they live
     session_timeout_s: float = 1.5  # missed heartbeats before a session ends
     source_start_timeout_s: float = 10.0
     stop_deadline_s: float = 3.0  # SIGTERM to SIGKILL for capture processes
     log_level: int = logging.INFO
+    socket_group: int | None = None  # gid of the run dir, sockets and rings; None: ours
+    socket_mode: int = 0o660  # the run dir gets the matching search bits (0750)
+    allow_users: tuple[int, ...] = ()  # uids; with allow_groups empty too: anyone
+    allow_groups: tuple[int, ...] = ()  # gids (primary or supplementary)
+    config_path: Path | None = None  # the file these came from, for messages and reload
 
     def __post_init__(self) -> None:
         check_segment_name(self.shm_prefix + "x")
@@ -45,3 +99,341 @@ class BrokerConfig:
             raise ValueError(f"ring_slots is {self.ring_slots}; a ring needs at least 2")
         if self.session_timeout_s <= self.heartbeat_s:
             raise ValueError("session_timeout_s must be longer than heartbeat_s")
+        if self.socket_mode & ~0o666 or self.socket_mode & 0o600 != 0o600:
+            raise ValueError(
+                f"socket_mode {self.socket_mode:#o} must give the owner rw- and nothing but "
+                "read and write bits (e.g. 0o660)"
+            )
+
+
+class ConfigError(ValueError):
+    """A setting the daemon cannot start with. The message names the file and
+    the key, and says what would be accepted."""
+
+    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None) -> None:
+        self.path, self.key, self.reason = path, key, message
+        where = [str(path) if path is not None else "configuration"]
+        if key:
+            where.append(key)
+        super().__init__(f"{': '.join(where)}: {message}")
+
+
+# -- value parsers: (value, context) -> field value; raise ValueError ---------
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    path: Path
+    key: str
+
+
+Parser = Callable[[Any, _Context], Any]
+
+
+def _number(low: float, high: float, *, integer: bool = False) -> Parser:
+    def parse(value: Any, ctx: _Context) -> float | int:
+        number_types = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number_types):
+            raise ValueError(f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+        number: float | int = value
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {value!r}")
+        return number if integer else float(number)
+
+    return parse
+
+
+def _bool(value: Any, ctx: _Context) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def _string(value: Any, ctx: _Context) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _run_dir(value: Any, ctx: _Context) -> Path:
+    path = Path(_string(value, ctx))
+    if not path.is_absolute():
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    return path
+
+
+def _shm_prefix(value: Any, ctx: _Context) -> str:
+    prefix = _string(value, ctx)
+    try:
+        check_segment_name(prefix + "x")
+    except ValueError:
+        raise ValueError(
+            f"{prefix!r} is not a usable segment name prefix: letters, digits, '.', '_' "
+            "and '-' only, starting with a letter or digit"
+        ) from None
+    return prefix
+
+
+def _log_level(value: Any, ctx: _Context) -> int:
+    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return LOG_LEVELS[value.lower()]
+
+
+def _socket_mode(value: Any, ctx: _Context) -> int:
+    """An integer (TOML's 0o660) or an octal string ("0660")."""
+    mode = value
+    if isinstance(value, str):
+        try:
+            mode = int(value.removeprefix("0o"), 8)
+        except ValueError:
+            raise ValueError(f"must be an octal mode like 0o660, got {value!r}") from None
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise ValueError(f"must be an octal mode like 0o660, got {value!r}")
+    if mode & ~0o666 or mode & 0o600 != 0o600:
+        raise ValueError(
+            f"{mode:#o} must give the owner rw- and hold only read and write bits "
+            "(0o600, 0o660 or 0o666)"
+        )
+    return mode
+
+
+def _gid(value: Any, ctx: _Context) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return grp.getgrnam(value).gr_gid
+        except KeyError:
+            raise ValueError(f"there is no group {value!r} on this system") from None
+    raise ValueError(f"must be a group name or a gid, got {value!r}")
+
+
+def _uid(value: Any, ctx: _Context) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return pwd.getpwnam(value).pw_uid
+        except KeyError:
+            raise ValueError(f"there is no user {value!r} on this system") from None
+    raise ValueError(f"must be a user name or a uid, got {value!r}")
+
+
+def _list_of(item: Parser) -> Parser:
+    def parse(value: Any, ctx: _Context) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, got {value!r}")
+        result = []
+        for index, element in enumerate(value):
+            try:
+                result.append(item(element, ctx))
+            except ValueError as exc:
+                raise ValueError(f"item {index}: {exc}") from None
+        return tuple(result)
+
+    return parse
+
+
+def _budget(value: Any, ctx: _Context) -> int:
+    mib = _number(0.001, 1024 * 1024)(value, ctx)
+    return int(mib * MIB)
+
+
+FILE_SOURCE_KEYS = ("path", "label", "loop")
+
+
+def _file_sources(value: Any, ctx: _Context) -> tuple[FileSource, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be an array of tables: [[devices.files]] with path, label, loop")
+    return tuple(_file_source(entry, ctx, index) for index, entry in enumerate(value))
+
+
+def _file_source(entry: Any, ctx: _Context, index: int) -> FileSource:
+    key = f"{ctx.key}[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            f"must be a table with {', '.join(FILE_SOURCE_KEYS)}", path=ctx.path, key=key
+        )
+    _refuse_unknown(entry, FILE_SOURCE_KEYS, ctx.path, f"{key}.")
+    if "path" not in entry:
+        raise ConfigError("needs a path", path=ctx.path, key=key)
+    fields: dict[str, Any] = {}
+    for name, parse in (("path", _video_file), ("label", _string), ("loop", _bool)):
+        if name in entry:
+            fields[name] = _parse(parse, entry[name], ctx.path, f"{key}.{name}")
+    return FileSource(**fields)
+
+
+def _video_file(value: Any, ctx: _Context) -> Path:
+    path = Path(_string(value, ctx))
+    if not path.is_absolute():
+        path = ctx.path.parent / path  # relative to the configuration file
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a file")
+    return path
+
+
+# TOML key -> (BrokerConfig field, parser); a nested dict is a TOML table.
+Schema = Mapping[str, "tuple[str, Parser] | Schema"]
+SCHEMA: Schema = {
+    "run_dir": ("run_dir", _run_dir),
+    "shm_prefix": ("shm_prefix", _shm_prefix),
+    "log_level": ("log_level", _log_level),
+    "access": {
+        "group": ("socket_group", _gid),
+        "socket_mode": ("socket_mode", _socket_mode),
+        "allow_users": ("allow_users", _list_of(_uid)),
+        "allow_groups": ("allow_groups", _list_of(_gid)),
+    },
+    "sessions": {
+        "heartbeat_s": ("heartbeat_s", _number(0.05, 60)),
+    },
+    "rings": {
+        "slots": ("ring_slots", _number(2, 1024, integer=True)),
+        "audio_seconds": ("audio_ring_s", _number(0.1, 60)),
+        "shm_budget_mib": ("shm_budget_bytes", _budget),
+    },
+    "devices": {
+        "fake": ("fake_devices", _bool),
+        "allow": ("device_allow", _list_of(_string)),
+        "deny": ("device_deny", _list_of(_string)),
+        "idle_close_s": ("idle_close_s", _number(0, 3600)),
+        "scan_interval_s": ("device_scan_s", _number(0.1, 3600)),
+        "files": ("file_sources", _file_sources),
+    },
+}
+
+RELOADABLE_FIELDS = (
+    "fake_devices",
+    "file_sources",
+    "device_allow",
+    "device_deny",
+    "device_scan_s",
+    "log_level",
+)
+
+
+def _key_of_field() -> dict[str, str]:
+    names: dict[str, str] = {}
+
+    def walk(schema: Schema, prefix: str) -> None:
+        for key, entry in schema.items():
+            if isinstance(entry, tuple):
+                names[entry[0]] = prefix + key
+            else:
+                walk(entry, f"{prefix}{key}.")
+
+    walk(SCHEMA, "")
+    return names
+
+
+KEY_OF_FIELD = _key_of_field()
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def resolve_config_path(explicit: Path | None, default: Path = DEFAULT_CONFIG_PATH) -> Path | None:
+    """The file to read: ``explicit`` (which must exist), else ``default`` when it
+    exists, else None (defaults and flags only). Raises `ConfigError`."""
+    if explicit is None:
+        return default if default.exists() else None
+    if not explicit.is_file():
+        raise ConfigError("no such configuration file", path=explicit)
+    return explicit
+
+
+def parse_config(data: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """BrokerConfig field values from a decoded TOML document. Raises
+    `ConfigError` naming the first unknown key or bad value."""
+    fields: dict[str, Any] = {}
+    _walk(data, SCHEMA, path, "", fields)
+    if "heartbeat_s" in fields:
+        fields["session_timeout_s"] = SESSION_TIMEOUT_HEARTBEATS * fields["heartbeat_s"]
+    return fields
+
+
+def _walk(
+    data: Mapping[str, Any], schema: Schema, path: Path, prefix: str, out: dict[str, Any]
+) -> None:
+    _refuse_unknown(data, tuple(schema), path, prefix)
+    for key, value in data.items():
+        entry = schema[key]
+        if isinstance(entry, tuple):
+            name, parse = entry
+            out[name] = _parse(parse, value, path, prefix + key)
+        elif isinstance(value, dict):
+            _walk(value, entry, path, f"{prefix}{key}.", out)
+        else:
+            raise ConfigError(
+                f"must be a table ([{prefix}{key}]), got {value!r}", path=path, key=prefix + key
+            )
+
+
+def _parse(parse: Parser, value: Any, path: Path, key: str) -> Any:
+    try:
+        return parse(value, _Context(path, key))
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path, key=key) from None
+
+
+def _refuse_unknown(
+    data: Mapping[str, Any], known: tuple[str, ...], path: Path, prefix: str
+) -> None:
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {prefix + close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"unknown key; {hint}known here: {', '.join(known)}", path=path, key=prefix + key
+            )
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Field values from the TOML file at ``path``. Raises `ConfigError`."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read it: {exc.strerror or exc}", path=path) from None
+    return parse_config(data, path)
+
+
+def load_config(
+    explicit: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    default: Path = DEFAULT_CONFIG_PATH,
+) -> BrokerConfig:
+    """Defaults, then the configuration file (``explicit``, else ``default``
+    when it exists), then ``overrides`` (BrokerConfig field names: the
+    command-line flags). Raises `ConfigError`."""
+    path = resolve_config_path(explicit, default)
+    fields = read_config_file(path) if path is not None else {}
+    fields.update(overrides or {})
+    if "heartbeat_s" in fields and "session_timeout_s" not in fields:
+        fields["session_timeout_s"] = SESSION_TIMEOUT_HEARTBEATS * fields["heartbeat_s"]
+    try:
+        return BrokerConfig(**fields, config_path=path)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path) from None
+
+
+def reloadable(running: BrokerConfig, fresh: BrokerConfig) -> tuple[BrokerConfig, list[str]]:
+    """The configuration a running daemon switches to on SIGHUP: ``running``
+    with ``fresh``'s run-time settings; and the keys that changed in
+    ``fresh`` but need a restart."""
+    changes = {name: getattr(fresh, name) for name in RELOADABLE_FIELDS}
+    pending = [
+        KEY_OF_FIELD.get(f.name, f.name)
+        for f in dataclasses.fields(BrokerConfig)
+        if f.name not in RELOADABLE_FIELDS
+        and f.name != "config_path"
+        and getattr(fresh, f.name) != getattr(running, f.name)
+    ]
+    return dataclasses.replace(running, **changes), pending
