@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from test_stream import MakeTrack
+
 from mediastream.events import (
     Event,
     EventHandler,
@@ -22,7 +24,6 @@ from mediastream.events import (
     EventTarget,
     MediaStreamTrackEvent,
 )
-from test_stream import MakeTrack
 
 
 class Pinger(EventTarget[Event]):

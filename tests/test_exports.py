@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import mediabroker
 import mediastream
-import pytest
 from support import child_env
 
 

@@ -24,6 +24,7 @@ import helpers_ring
 import numpy as np
 import pytest
 from helpers_ring import pixel_base, pixels_for, samples_for, wait_until
+
 from mediastream.errors import FrameOverwrittenError, MediaStreamError, NotReadableError
 from mediastream.ring import (
     SHM_DIR,

@@ -7,6 +7,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
+
 from conftest import assert_nothing_left
 from mediastream import MediaDevices, NotReadableError, wire
 from mediastream.paths import control_endpoint

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from mediabroker.sessions import parse_peer_address
 from mediastream import MediaDevices, ProtocolError
 from support import ClientProcess, Daemon, segments, wait_until

@@ -9,6 +9,7 @@ import stat
 
 import psutil
 import pytest
+
 from mediabroker.fake import pattern_seq, verify_pattern
 from mediastream import MediaDevices, VideoFrame
 from mediastream.ring import SHM_DIR
@@ -132,6 +133,7 @@ def test_capture_crash_mutes_then_unmutes_and_reading_goes_on(daemon: Daemon) ->
 def test_fake_camera_renders_straight_into_the_slot(size: tuple[int, int]) -> None:
     """The capture backend writes into the view it is given: no frame is allocated."""
     import numpy as np
+
     from mediabroker.fake import FakeCamera
     from mediastream.ring import VideoFormat
 

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 import pytest
+
 from mediastream.events import Event, MediaStreamTrackEvent
 from mediastream.stream import MediaStream, TrackLike
 from mediastream.track import MediaStreamTrack

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from mediastream.ring import AudioFormat, VideoFormat
 
 __all__ = [
@@ -73,6 +74,22 @@ def open_video_backend(spec: BackendSpec, fmt: VideoFormat, frame_rate: float) -
         from .fake import FakeCamera
 
         return FakeCamera(fmt, frame_rate)
+    if spec.driver == "file":
+        from .opencv_capture import FileCamera
+
+        return FileCamera(fmt, frame_rate, spec.params["path"], loop=bool(spec.params["loop"]))
+    if spec.driver == "v4l2":
+        from .opencv_capture import V4L2Camera
+        from .v4l2 import Mode
+
+        return V4L2Camera(
+            fmt,
+            frame_rate,
+            spec.params["node"],
+            label=str(spec.params["label"]),
+            identity=tuple(spec.params["identity"]),
+            modes=[Mode.from_list(m) for m in spec.params["modes"]],
+        )
     if spec.driver == "derived":
         from .derive import DerivedCamera
 
@@ -85,6 +102,11 @@ def open_audio_backend(spec: BackendSpec, fmt: AudioFormat) -> AudioBackend:
         from .fake import FakeMicrophone
 
         return FakeMicrophone(fmt)
+    if spec.driver == "portaudio":
+        # Imported here: PortAudio loads only in a capture process, which can be killed.
+        from .portaudio import PortAudioMicrophone
+
+        return PortAudioMicrophone(fmt, spec.params["name"], spec.params["hostapi"])
     raise CaptureError(f"unknown audio driver {spec.driver!r}")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 import zmq
+
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
 from mediastream.wire import encode_frame_ready
 

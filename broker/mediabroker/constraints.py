@@ -48,6 +48,7 @@ SUPPORTED_CONSTRAINTS = COMMON_PROPERTIES + VIDEO_PROPERTIES + AUDIO_PROPERTIES
 NOT_FOR_DEVICE_SELECTION = frozenset({"backgroundBlur"})
 INTEGER_PROPERTIES = frozenset({"width", "height", "sampleRate", "sampleSize", "channelCount"})
 NUMBER_KEYS = frozenset({"min", "max", "exact", "ideal"})
+ASPECT_TOLERANCE = 0.005  # whole pixels cannot hit every ratio exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +147,48 @@ def select_settings(
     basic = {k: v for k, v in constraints.items() if k != "advanced"}
     for name, constraint in basic.items():
         _narrow(domains, name, _required_part(constraint))
+    _narrow_aspect(domains)
     for advanced in constraints.get("advanced") or []:
         _try_advanced(domains, advanced)
-    return _choose(domains, defaults, basic)
+    selection = _choose(domains, defaults, basic)
+    _fit_aspect(selection.settings, domains, _ideal(basic.get("aspectRatio")))
+    return selection
+
+
+def _narrow_aspect(domains: dict[str, Domain]) -> None:
+    """Width, height and aspectRatio are one property seen three ways: only the
+    ratios the width and height ranges can make are possible. When each
+    constraint can be met alone but not together, no single one is to blame,
+    and the spec's failedConstraint is ""."""
+    width, height, aspect = (domains.get(k) for k in ("width", "height", "aspectRatio"))
+    if not all(isinstance(d, NumberRange) for d in (width, height, aspect)):
+        return
+    assert isinstance(width, NumberRange) and isinstance(height, NumberRange)
+    assert isinstance(aspect, NumberRange)
+    low = max(aspect.low, width.low / height.high)
+    high = min(aspect.high, width.high / max(height.low, 1))
+    if low > high * (1 + ASPECT_TOLERANCE):
+        raise OverconstrainedError(
+            "", f"no size within width {width} and height {height} has an aspect ratio "
+            f"within {aspect}"
+        )
+    domains["aspectRatio"] = NumberRange(low, max(low, high))
+
+
+def _fit_aspect(settings: dict[str, Any], domains: Mapping[str, Domain], ideal: Any) -> None:
+    """Make the chosen width and height agree with the aspect ratio: keep the
+    width, change the height, and the width only if the height cannot give it."""
+    aspect, width, height = (domains.get(k) for k in ("aspectRatio", "width", "height"))
+    if not (isinstance(aspect, NumberRange) and isinstance(width, NumberRange)
+            and isinstance(height, NumberRange)) or "width" not in settings:
+        return
+    current = settings["width"] / settings["height"]
+    target = aspect.pick(ideal if _is_number(ideal) else current)
+    if abs(target - current) > ASPECT_TOLERANCE * target:
+        settings["height"] = int(height.pick(settings["width"] / target))
+        if abs(settings["width"] / settings["height"] - target) > ASPECT_TOLERANCE * target:
+            settings["width"] = int(width.pick(settings["height"] * target))
+    settings["aspectRatio"] = round(settings["width"] / settings["height"], 10)
 
 
 def _required_part(constraint: Any) -> Any:
@@ -174,6 +214,7 @@ def _try_advanced(domains: dict[str, Domain], advanced: Mapping[str, Any]) -> No
     try:
         for name, constraint in advanced.items():
             _narrow(trial, name, constraint)
+        _narrow_aspect(trial)
     except OverconstrainedError:
         return  # an unsatisfiable advanced set is skipped, not an error
     domains.update(trial)
@@ -244,6 +285,8 @@ def parse_track_constraints(kind: str, constraints: Mapping[str, Any]) -> dict[s
 
 
 def _refuse_required_outside_selection(kind: str, value: Mapping[str, Any]) -> None:
+    if kind != "video":
+        return  # the other kind's properties are dropped before this check
     for name in NOT_FOR_DEVICE_SELECTION & set(value):
         required = value[name]
         if isinstance(required, Mapping) and set(required) & {"exact", "min", "max"}:

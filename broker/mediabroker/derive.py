@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+
 from mediastream.frames import NS_PER_S, VideoFrame
 from mediastream.ring import Ring, VideoFormat, VideoReader
 

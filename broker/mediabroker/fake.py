@@ -12,6 +12,7 @@ import math
 import struct
 
 import numpy as np
+
 from mediastream.ring import AudioFormat, VideoFormat
 
 from .backends import Clock
@@ -53,9 +54,9 @@ class FakeCamera:
         returns the capture time (CLOCK_MONOTONIC ns)."""
         captured_ns = self._clock.wait_next()
         np.add(self._base, seq & 0xFF, out=view, casting="unsafe")
-        view.reshape(-1)[: _STAMP.size] = np.frombuffer(
-            _STAMP.pack(seq, seq ^ _STAMP_KEY), np.uint8
-        )
+        if view.size >= _STAMP.size:  # a frame under 16 bytes carries the pattern only
+            stamp = _STAMP.pack(seq, seq ^ _STAMP_KEY)
+            view.reshape(-1)[: _STAMP.size] = np.frombuffer(stamp, np.uint8)
         return captured_ns
 
     def close(self) -> None:
@@ -64,6 +65,8 @@ class FakeCamera:
 
 def pattern_seq(data: np.ndarray) -> int | None:
     """The frame number stamped into a fake camera frame, or None if the stamp is bad."""
+    if data.size < _STAMP.size:
+        return None
     seq, check = _STAMP.unpack(data.reshape(-1)[: _STAMP.size].tobytes())
     return seq if check == seq ^ _STAMP_KEY else None
 

@@ -49,6 +49,7 @@ from .tracks import (
     ring_format,
     select_for_device,
     settings_for_source,
+    settle_resize_mode,
 )
 
 __all__ = ["Broker"]
@@ -228,6 +229,11 @@ class Broker:
             for kind, constraint_set in requested.items():
                 device, settings = choose_device(self.devices, kind, constraint_set, self._running)
                 source = await self.sources.acquire(device, *ring_format(device, settings))
+                try:
+                    settings = settle_resize_mode(settings, constraint_set, source)
+                except OverconstrainedError:
+                    self.sources.release(source)
+                    raise
                 created.append(self._add_track(session, source, settings, constraint_set))
         except BaseException:
             for track in created:
@@ -236,9 +242,13 @@ class Broker:
         return {"tracks": [t.to_wire() for t in created]}
 
     def _running(self, device: Device) -> dict[str, Any] | None:
-        """The mode ``device`` runs in now, or None when it is idle."""
+        """The mode a microphone in use runs in (it cannot change it for one
+        more track); None for an idle one, and for cameras, which re-open in
+        a mode that covers every track."""
         native = self.sources.native_of(device)
-        return None if native is None else settings_for_source(native)
+        if native is None or device.kind == "videoinput":
+            return None
+        return settings_for_source(native)
 
     async def _apply_constraints(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         """The spec's ApplyConstraints: all or nothing. A new size, rate or
@@ -250,6 +260,11 @@ class Broker:
         constraint_set = parse_track_constraints(track.kind, args["constraints"])
         settings, _ = select_for_device(device, constraint_set, self._running_for(track))
         source = await self.sources.acquire(device, *ring_format(device, settings))
+        try:
+            settings = settle_resize_mode(settings, constraint_set, source)
+        except OverconstrainedError:
+            self.sources.release(source)
+            raise
         old, track.source = track.source, source
         self.sources.release(old)
         track.settings, track.constraints = settings, constraint_set
@@ -257,9 +272,9 @@ class Broker:
 
     def _running_for(self, track: TrackRecord) -> dict[str, Any] | None:
         """The device's mode as ``track`` may change it: a track alone on its
-        camera may pick any mode, since nobody else watches."""
+        device may pick any mode, since nobody else listens."""
         native = self.sources.native_of(track.source.device)
-        if native is None:
+        if native is None or native.device.kind == "videoinput":
             return None
         users = {t.id for t in self.tracks.values() if t.source in self.sources.family(native)}
         return None if users == {track.id} else settings_for_source(native)
@@ -333,9 +348,11 @@ class Broker:
 
     async def _remove_fake_device(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         self._check_operator(session, "remove fake devices")
-        if not self.fakes.remove(args["deviceId"]):
-            raise NotFoundError(f"no fake device {args['deviceId']!r} was added at run time")
-        self.set_devices([d for d in self.devices if d.device_id != args["deviceId"]])
+        device = next((d for d in self.devices if d.device_id == args["deviceId"]), None)
+        if device is None:
+            raise NotFoundError(f"no device has the id {args['deviceId']!r}")
+        self.fakes.remove(device)
+        self.set_devices([d for d in self.devices if d is not device])
         return {}
 
     async def _publish_stream(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
@@ -445,7 +462,7 @@ class Broker:
         while True:
             await asyncio.sleep(self.config.device_scan_s)
             devices = await asyncio.to_thread(discover_devices, self.config)
-            self.set_devices([*devices, *self.fakes])
+            self.set_devices(self.fakes.apply(devices))
 
     def set_devices(self, devices: list[Device]) -> None:
         """Replace the device list. When it changed, fire ``devicechange``; a
@@ -475,7 +492,7 @@ class Broker:
             return
         self._notifier.reloading()
         self.sources._config = config  # new capture processes get its log level
-        self.set_devices([*devices, *self.fakes])
+        self.set_devices(self.fakes.apply(devices))
         self._notifier.ready()
 
     def _status_line(self) -> str:

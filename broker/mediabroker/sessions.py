@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psutil
+
 from mediastream.errors import ProtocolError
 
 __all__ = ["PeerCredentials", "Session", "SessionTable", "parse_peer_address"]

@@ -31,11 +31,14 @@ from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
+
 from mediastream.errors import NotReadableError
 from mediastream.paths import source_endpoint
 from mediastream.ring import AudioFormat, Ring, RingFormat, VideoFormat, read_ring_pids
 
+from .access import secure_endpoint
 from .backends import BackendSpec
+from .budget import check_budget
 from .capture import CaptureSpec, capture_main, decode_status
 from .config import BrokerConfig
 from .devices import Device
@@ -112,6 +115,7 @@ class Source:
         self._crashes: collections.deque[float] = collections.deque(maxlen=MAX_CRASHES)
         self._last_failure = ""
         self._timer: asyncio.TimerHandle | None = None
+        self._suspending = False
         self._progress = (-1, time.monotonic())  # (ring position, when it last moved)
         self.stall_s = max(STALL_S, 3 / self.frame_rate) if self.frame_rate else STALL_S
 
@@ -127,7 +131,14 @@ class Source:
         """Create the ring and spawn the capture process. Raises `NotReadableError`
         when /dev/shm has no room for the ring."""
         slots = self._ring_slots()
-        self._ring = Ring.create(self.ring_name, self.format, slots, shm_dir=self._config.shm_dir)
+        check_budget(self._config, self.ring_name, self.format, slots)
+        self._ring = Ring.create(
+            self.ring_name,
+            self.format,
+            slots,
+            gid=self._config.socket_group,  # mode 0640: the group may map it
+            shm_dir=self._config.shm_dir,
+        )
         self._spawn()
 
     def _ring_slots(self) -> int:
@@ -153,6 +164,20 @@ class Source:
         self._progress = (-1, time.monotonic())
         asyncio.get_running_loop().add_reader(process.sentinel, self._on_exit)
         log.info("source %s: capture process %d started", self.id, process.pid)
+
+    async def suspend(self) -> None:
+        """Stop the capture process without ending the source (to re-open the
+        device in another mode): its tracks see ``mute`` until `resume`."""
+        self._set_state(SourceState.RESTARTING)
+        self._listener.source_muted(self, True)
+        self._suspending = True
+        await self._stop_process()
+
+    def resume(self, plan: SourcePlan) -> None:
+        """Capture again, possibly from another backend (a derived one)."""
+        self.plan, self.parent = plan, plan.parent
+        self._suspending = False
+        self._spawn()
 
     def check_progress(self, now: float) -> None:
         """Kill a capture process that stopped delivering (a hung driver, or
@@ -186,6 +211,7 @@ class Source:
             self.end(reason)
 
     def _on_ready(self) -> None:
+        secure_endpoint(self._config, self.notify_endpoint)  # before any client learns it
         if self.state is SourceState.STARTING:
             self._set_state(SourceState.LIVE)
             if not self.started.done():
@@ -199,7 +225,7 @@ class Source:
         asyncio.get_running_loop().remove_reader(process.sentinel)
         process.join()
         self._exited.set()
-        if self.state in (SourceState.CLOSED, SourceState.ENDED):
+        if self.state in (SourceState.CLOSED, SourceState.ENDED) or self._suspending:
             return
         reason = self._last_failure or f"capture process exited with status {process.exitcode}"
         log.warning("source %s: %s", self.id, reason)
@@ -290,6 +316,7 @@ class SourceManager:
         self._sources: dict[SourceKey, Source] = {}
         self._by_id: dict[str, Source] = {}
         self._idle_timers: dict[Source, asyncio.TimerHandle] = {}
+        self._device_locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
         self.status_endpoint = f"ipc://{config.run_dir / 'capture-status'}"
         self._status = ctx.socket(zmq.PULL)
@@ -314,15 +341,8 @@ class SourceManager:
         or pixel format is a derived source reading the native one. The caller
         holds one reference. Raises `NotReadableError`.
         """
-        native = self.native_of(device) or self._open_native(device, fmt, frame_rate)
-        source: Source | None = native
-        if (native.format, native.frame_rate) != (fmt, frame_rate):
-            source = self._sources.get((device.device_id, fmt, frame_rate))
-            if source is None or source.state in (SourceState.ENDED, SourceState.CLOSED):
-                plan = SourcePlan(device, fmt, frame_rate, _derived_backend(native), native)
-                source = self._open(plan)
-        assert source is not None
-        self.retain(source)
+        async with self._device_locks.setdefault(device.device_id, asyncio.Lock()):
+            source = await self._acquire_mode(device, fmt, frame_rate)
         try:
             await asyncio.wait_for(
                 asyncio.shield(source.started), self._config.source_start_timeout_s
@@ -335,6 +355,69 @@ class SourceManager:
                 ) from exc
             raise
         return source
+
+    async def _acquire_mode(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
+        """One reference to the source for this mode; one acquire per device at
+        a time, so two requests never re-open the same camera at once."""
+        native = self.native_of(device)
+        if native is not None and not _derivable(native, fmt, frame_rate):
+            native = await self._reconfigure(native, fmt, frame_rate)
+        native = native or self._open_native(device, fmt, frame_rate)
+        source: Source | None = native
+        if (native.format, native.frame_rate) != (fmt, frame_rate):
+            source = self._sources.get((device.device_id, fmt, frame_rate))
+            if source is None or source.state in (SourceState.ENDED, SourceState.CLOSED):
+                plan = SourcePlan(device, fmt, frame_rate, _derived_backend(native), native)
+                source = self._open(plan)
+        assert source is not None
+        self.retain(source)
+        return source
+
+    async def _reconfigure(self, old: Source, fmt: RingFormat, frame_rate: float) -> Source | None:
+        """Re-open a camera in a mode that covers both what it runs and a larger
+        request. The old source keeps its ring and its tracks: it becomes a
+        derived source of the new one (its tracks see mute, then unmute).
+        An old source nobody uses is simply closed (None: open afresh)."""
+        if old.refs == 0:
+            self._cancel_idle(old)
+            await self._close(old)
+            return None
+        assert isinstance(fmt, VideoFormat) and isinstance(old.format, VideoFormat)
+        width, height, rate = old.device.native_mode_for(
+            max(fmt.width, old.format.width),
+            max(fmt.height, old.format.height),
+            max(frame_rate, old.frame_rate),
+        )
+        log.info(
+            "source %s: re-opening %s at %dx%d %g fps for a larger request",
+            old.id,
+            old.device.label,
+            width,
+            height,
+            rate,
+        )
+        await old.suspend()  # frees the camera: only one process may hold it
+        native = self._open(
+            SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend)
+        )
+        self.retain(native)  # held by the old source, which derives from it now
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(native.started), self._config.source_start_timeout_s
+            )
+        except BaseException:
+            self.release(native)
+            old.resume(old.plan)  # back as it was
+            raise
+        old.resume(
+            SourcePlan(old.device, old.format, old.frame_rate, _derived_backend(native), native)
+        )
+        return native
+
+    def _cancel_idle(self, source: Source) -> None:
+        timer = self._idle_timers.pop(source, None)
+        if timer is not None:
+            timer.cancel()
 
     def _open_native(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
         if isinstance(fmt, VideoFormat):
@@ -363,9 +446,7 @@ class SourceManager:
 
     def retain(self, source: Source) -> None:
         source.refs += 1
-        timer = self._idle_timers.pop(source, None)
-        if timer is not None:
-            timer.cancel()
+        self._cancel_idle(source)
 
     def release(self, source: Source) -> None:
         """Drop one reference; the last one closes the source after the grace period
@@ -418,6 +499,15 @@ class SourceManager:
         self._status.close(linger=0)
 
 
+def _derivable(native: Source, fmt: RingFormat, frame_rate: float) -> bool:
+    """Whether ``native`` can deliver this mode by crop, scale and decimation
+    (never up); audio is always taken as the microphone runs."""
+    have = native.format
+    if not isinstance(fmt, VideoFormat) or not isinstance(have, VideoFormat):
+        return True
+    return fmt.width <= have.width and fmt.height <= have.height and frame_rate <= native.frame_rate
+
+
 def _derived_backend(parent: Source) -> BackendSpec:
     params = {"ring": parent.ring_name, "notify": parent.notify_endpoint, "daemon_pid": os.getpid()}
     return BackendSpec("derived", params)
@@ -451,4 +541,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # An orphaned capture process can stay a zombie for long where PID 1 does
+    # not reap (containers without an init): it maps nothing any more.
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rpartition(")")[2].split()[:1] == ["Z"]

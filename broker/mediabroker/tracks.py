@@ -5,8 +5,9 @@ that kind are the candidates (none: `NotFoundError`); SelectSettings runs on
 each (`constraints.select_settings`); the device with the smallest fitness
 distance wins, and if none can satisfy the required constraints, the
 `OverconstrainedError` names one that failed. A device already running is
-offered as it runs: a camera can be scaled and decimated down from its mode,
-never up, so a second consumer does not reconfigure the first one's camera.
+offered as it runs when it cannot change mode: a microphone in use keeps its
+rate and channels. A camera in use can be asked for anything it supports:
+the source manager re-opens it in a mode that covers every track.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from .devices import Device
 from .sessions import Session
 from .sources import Source
 
-__all__ = ["TrackRecord", "choose_device", "ring_format", "settings_for_source"]
+__all__ = [
+    "TrackRecord",
+    "choose_device",
+    "ring_format",
+    "select_for_device",
+    "settings_for_source",
+    "settle_resize_mode",
+]
 
 RunningSettings = Callable[[Device], dict[str, Any] | None]
 
@@ -88,36 +96,31 @@ def select_for_device(
     capabilities = device.capabilities if running is None else device.capabilities_in_use(running)
     selection = select_settings(capabilities, device.defaults, constraint_set)
     settings = dict(selection.settings)
-    if device.kind == "videoinput":
-        settings["aspectRatio"] = round(settings["width"] / settings["height"], 10)
-        _check_resize_mode(device, settings, constraint_set, running)
     settings["deviceId"], settings["groupId"] = device.device_id, device.group_id
     return settings, selection.distance
 
 
-def _check_resize_mode(
-    device: Device,
-    settings: dict[str, Any],
-    constraints: dict[str, Any],
-    running: dict[str, Any] | None,
-) -> None:
-    """``resizeMode`` says whether the frames are the camera's own ("none") or
-    cropped, scaled or decimated from them ("crop-and-scale")."""
-    if running is None:
-        native = device.native_mode_for(
-            settings["width"], settings["height"], settings["frameRate"]
-        )
-    else:
-        native = (running["width"], running["height"], running["frameRate"])
-    is_native = (settings["width"], settings["height"], settings["frameRate"]) == native
-    if not is_native:
+def settle_resize_mode(
+    settings: dict[str, Any], constraints: dict[str, Any], source: Source
+) -> dict[str, Any]:
+    """``resizeMode`` once the source is known: "none" for the camera's own
+    frames, "crop-and-scale" for a derived source's. Raises
+    `OverconstrainedError` when "none" is required but the camera runs in
+    another mode for other tracks."""
+    if source.device.kind != "videoinput":
+        return settings
+    if source.parent is not None:
         if _requires(constraints.get("resizeMode"), "none"):
+            fmt = source.parent.format
+            assert isinstance(fmt, VideoFormat)
             raise OverconstrainedError(
                 "resizeMode",
-                f"the camera runs at {native[0]}x{native[1]} {native[2]:g} fps; "
-                "resizeMode 'none' allows only that",
+                f"the camera runs at {fmt.width}x{fmt.height} "
+                f"{source.parent.frame_rate:g} fps for other tracks; resizeMode 'none' "
+                "allows only that",
             )
-        settings["resizeMode"] = "crop-and-scale"
+        return {**settings, "resizeMode": "crop-and-scale"}
+    return settings
 
 
 def _requires(constraint: Any, value: str) -> bool:

@@ -33,20 +33,30 @@ __all__ = [
 
 
 class MediaStreamError(Exception):
-    """Base of every error this package raises (except the builtin TypeError)."""
+    """Base of every error this package raises (except the builtin TypeError).
+
+    Carries DOMException's members: ``name``, ``message`` and ``code`` (the
+    legacy numeric code, 0 for names that never had one).
+    """
+
+    code = 0
 
     @property
     def name(self) -> str:
         """The DOMException name, as the spec and the wire spell it."""
         return type(self).__name__
 
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
 
 class AbortError(MediaStreamError):
-    pass
+    code = 20
 
 
 class InvalidStateError(MediaStreamError):
-    pass
+    code = 11
 
 
 class NotAllowedError(MediaStreamError):
@@ -54,7 +64,7 @@ class NotAllowedError(MediaStreamError):
 
 
 class NotFoundError(MediaStreamError):
-    pass
+    code = 8
 
 
 class NotReadableError(MediaStreamError):
@@ -68,8 +78,11 @@ class OverconstrainedError(MediaStreamError):
     """
 
     def __init__(self, constraint: str, message: str = "") -> None:
-        super().__init__(message or f"constraint {constraint!r} cannot be satisfied")
+        super().__init__(message)
         self.constraint = constraint
+
+    def __str__(self) -> str:
+        return self.message or f"constraint {self.constraint!r} cannot be satisfied"
 
 
 class ReadTimeoutError(MediaStreamError, TimeoutError):

@@ -158,7 +158,7 @@ class MediaStream(EventTarget[Event]):
             if id(track) in self._tracks:
                 return False
             self._tracks[id(track)] = track
-        _listen(track, "addEventListener", self._on_track_ended)
+        _observe_end(track, self._on_track_ended, add=True)
         return True
 
     def _discard(self, track: MediaStreamTrack) -> bool:
@@ -166,10 +166,10 @@ class MediaStream(EventTarget[Event]):
         with self._lock:
             removed = self._tracks.pop(id(track), None) is not None
         if removed:
-            _listen(track, "removeEventListener", self._on_track_ended)
+            _observe_end(track, self._on_track_ended, add=False)
         return removed
 
-    def _on_track_ended(self, event: Event) -> None:
+    def _on_track_ended(self) -> None:
         """A member track ended by its source (`stop()` fires nothing): the last
         one turns the stream inactive."""
         if not self.active:
@@ -208,8 +208,8 @@ def _checked(track: object) -> MediaStreamTrack:
     return cast("MediaStreamTrack", track)  # any TrackLike behaves as one here
 
 
-def _listen(track: object, method: str, listener: Callable[[Event], None]) -> None:
-    """(Un)register for ``ended`` on tracks that fire events (every real one)."""
-    register = getattr(track, method, None)
-    if register is not None:
-        register("ended", listener)
+def _observe_end(track: object, observer: Callable[[], None], *, add: bool) -> None:
+    """Follow a member track's end by its source; every real track has the hook."""
+    hook = getattr(track, "_observe_end", None)
+    if hook is not None:
+        hook(observer, add=add)

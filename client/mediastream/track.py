@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -54,6 +54,8 @@ class MediaStreamTrack(EventTarget):
         self._end_reason = ""
         self._state_lock = threading.Lock()
         self._reader: SourceReader | None = None
+        self._end_observers: list[Callable[[], None]] = []
+        self._retired_counts = (0, 0)  # (delivered, discarded) of readers closed before
         if live:
             self._reader = SourceReader(
                 devices._context, info["ring"], info["notify"], self._is_live
@@ -158,8 +160,7 @@ class MediaStreamTrack(EventTarget):
     def _swap_reader(self, info: TrackInfoDict) -> None:
         new = SourceReader(self._devices._context, info["ring"], info["notify"], self._is_live)
         old, self._reader = self._reader, new
-        if old is not None:
-            old.close()  # a read blocked on it retries on the new one
+        self._retire(old)  # a read blocked on it retries on the new one
 
     def read(self, timeout: float | None = None) -> VideoFrame | AudioData:
         """Block until media newer than the last read is there and return it.
@@ -217,9 +218,10 @@ class MediaStreamTrack(EventTarget):
     def stats(self) -> dict[str, int]:
         """Video: the spec's MediaStreamTrackVideoStats for this consumer;
         audio: the same counts in sample frames."""
+        delivered, discarded = self._retired_counts
         reader = self._reader
-        delivered = reader.delivered if reader else 0
-        discarded = reader.discarded if reader else 0
+        if reader is not None:
+            delivered, discarded = delivered + reader.delivered, discarded + reader.discarded
         return {
             "deliveredFrames": delivered,
             "discardedFrames": discarded,
@@ -264,6 +266,15 @@ class MediaStreamTrack(EventTarget):
             self._close_reader()
             self._devices._forget_track(self)
             self.dispatchEvent(Event("ended"))
+            for observer in list(self._end_observers):
+                observer()  # streams, after the track's own listeners
+
+    def _observe_end(self, observer: Callable[[], None], *, add: bool = True) -> None:
+        """(Un)register an internal observer of the source ending this track."""
+        if add:
+            self._end_observers.append(observer)
+        elif observer in self._end_observers:
+            self._end_observers.remove(observer)
 
     def _set_muted(self, muted: bool) -> None:
         if self._ready_state == "live" and muted != self._muted:
@@ -272,8 +283,14 @@ class MediaStreamTrack(EventTarget):
 
     def _close_reader(self) -> None:
         reader, self._reader = self._reader, None
+        self._retire(reader)
+
+    def _retire(self, reader: SourceReader | None) -> None:
+        """Close a reader, keeping its counts: stats are cumulative for the track."""
         if reader is not None:
             reader.close()
+            delivered, discarded = self._retired_counts
+            self._retired_counts = (delivered + reader.delivered, discarded + reader.discarded)
 
     def __repr__(self) -> str:
         return f"<MediaStreamTrack {self.kind} {self.label!r} id={self.id} {self._ready_state}>"
