@@ -28,6 +28,7 @@ __all__ = [
     "domains_from_capabilities",
     "parse_gum_constraints",
     "parse_track_constraints",
+    "refuse_required_outside_selection",
     "select_settings",
 ]
 
@@ -269,7 +270,6 @@ def parse_gum_constraints(constraints: Mapping[str, Any]) -> dict[str, dict[str,
         if value is True:
             requested[kind] = {}
         elif isinstance(value, Mapping):
-            _refuse_required_outside_selection(kind, value)
             requested[kind] = _check_constraint_set(kind, value)
         elif value is not False:
             raise TypeError(f"{kind} must be a bool or a constraints dict, not {value!r:.60}")
@@ -284,17 +284,19 @@ def parse_track_constraints(kind: str, constraints: Mapping[str, Any]) -> dict[s
     return _check_constraint_set(kind, constraints)
 
 
-def _refuse_required_outside_selection(kind: str, value: Mapping[str, Any]) -> None:
-    if kind != "video":
-        return  # the other kind's properties are dropped before this check
+def refuse_required_outside_selection(value: Mapping[str, Any]) -> None:
+    """getUserMedia's step after the NotFound check: a required constraint
+    that may not choose a device is a `TypeError`."""
     for name in NOT_FOR_DEVICE_SELECTION & set(value):
         required = value[name]
         if isinstance(required, Mapping) and set(required) & {"exact", "min", "max"}:
-            raise TypeError(f"{kind}: {name} may not be required when choosing a device")
+            raise TypeError(f"{name} may not be required when choosing a device")
 
 
 def _check_constraint_set(kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
-    own = set(COMMON_PROPERTIES) | set(VIDEO_PROPERTIES if kind == "video" else AUDIO_PROPERTIES)
+    # Video keeps backgroundBlur so that getUserMedia can refuse it in order.
+    video = set(VIDEO_PROPERTIES) | NOT_FOR_DEVICE_SELECTION
+    own = set(COMMON_PROPERTIES) | (video if kind == "video" else set(AUDIO_PROPERTIES))
     checked: dict[str, Any] = {}
     for name, constraint in value.items():
         if name == "advanced":

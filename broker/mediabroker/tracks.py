@@ -20,7 +20,7 @@ from mediastream import wire
 from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
-from .constraints import select_settings
+from .constraints import refuse_required_outside_selection, select_settings
 from .devices import Device
 from .sessions import Session
 from .sources import Source
@@ -74,6 +74,7 @@ def choose_device(
     candidates = [d for d in devices if d.media_kind == kind]
     if not candidates:
         raise NotFoundError(f"no {kind} input device is available")
+    refuse_required_outside_selection(constraint_set)
     best: tuple[float, Device, dict[str, Any]] | None = None
     failures: list[OverconstrainedError] = []
     for device in candidates:
