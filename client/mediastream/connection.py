@@ -27,7 +27,13 @@ from typing import Any
 import zmq
 
 from . import wire
-from .errors import InvalidStateError, NotReadableError, ProtocolError, error_from_wire
+from .errors import (
+    InvalidStateError,
+    NotAllowedError,
+    NotReadableError,
+    ProtocolError,
+    error_from_wire,
+)
 from .paths import control_endpoint, events_endpoint
 
 __all__ = ["BrokerConnection"]
@@ -56,7 +62,14 @@ class BrokerConnection:
         self, run_dir: Path, name: str, on_event: EventHandler, on_lost: Callable[[str], None]
     ) -> None:
         control_path = run_dir / "control"
-        if not control_path.exists():
+        try:
+            present = control_path.exists()
+        except PermissionError as exc:
+            raise NotAllowedError(
+                f"no access to the daemon's run dir {run_dir}: ask its administrator to add "
+                "you to the daemon's group (the 'socket_group' in its configuration)"
+            ) from exc
+        if not present:
             raise NotReadableError(
                 f"no mediabroker daemon at {run_dir}: start one with `mediabroker serve`, "
                 "or set MEDIABROKER_RUNDIR to the run dir of the one you mean"
