@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 # libzmq drops (and disconnects) anything larger before we see it; messages
 # between the wire limit and this one are decoded, refused and counted.
 TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
+SHUTDOWN_LINGER_MS = 1000
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -137,8 +138,9 @@ class Broker:
             self._end_track(track, "the daemon is stopping")
         self._publish("broker", "stopping")
         await self.sources.close_all()
-        self._control.close()
-        self._events.close()
+        # Let the last notices (every track's "ended") reach connected clients.
+        self._control.close(linger=SHUTDOWN_LINGER_MS)
+        self._events.close(linger=SHUTDOWN_LINGER_MS)
         self._ctx.term()
         for name in ("control", "events", "capture-status"):
             (self.config.run_dir / name).unlink(missing_ok=True)
@@ -228,18 +230,25 @@ class Broker:
         try:
             for kind, constraint_set in requested.items():
                 device, settings = choose_device(self.devices, kind, constraint_set, self._running)
-                source = await self.sources.acquire(device, *ring_format(device, settings))
-                try:
-                    settings = settle_resize_mode(settings, constraint_set, source)
-                except OverconstrainedError:
-                    self.sources.release(source)
-                    raise
+                source, settings = await self._source_for(device, settings, constraint_set)
                 created.append(self._add_track(session, source, settings, constraint_set))
         except BaseException:
             for track in created:
                 self._release_track(track)
             raise
         return {"tracks": [t.to_wire() for t in created]}
+
+    async def _source_for(
+        self, device: Device, settings: dict[str, Any], constraints: dict[str, Any]
+    ) -> tuple[Source, dict[str, Any]]:
+        """A reference to the source that delivers ``settings``, and the settings
+        with the resizeMode it gives. Raises `OverconstrainedError`, `NotReadableError`."""
+        source = await self.sources.acquire(device, *ring_format(device, settings))
+        try:
+            return source, settle_resize_mode(settings, constraints, source)
+        except OverconstrainedError:
+            self.sources.release(source)
+            raise
 
     def _running(self, device: Device) -> dict[str, Any] | None:
         """The mode a microphone in use runs in (it cannot change it for one
@@ -259,12 +268,7 @@ class Broker:
         device = track.source.device
         constraint_set = parse_track_constraints(track.kind, args["constraints"])
         settings, _ = select_for_device(device, constraint_set, self._running_for(track))
-        source = await self.sources.acquire(device, *ring_format(device, settings))
-        try:
-            settings = settle_resize_mode(settings, constraint_set, source)
-        except OverconstrainedError:
-            self.sources.release(source)
-            raise
+        source, settings = await self._source_for(device, settings, constraint_set)
         old, track.source = track.source, source
         self.sources.release(old)
         track.settings, track.constraints = settings, constraint_set
