@@ -12,6 +12,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import numpy as np
+
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoReader, VideoWriter
 
 T = TypeVar("T")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from mediabroker.notify import SystemdNotifier
 
 RECV_TIMEOUT_S = 2.0
