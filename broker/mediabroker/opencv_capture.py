@@ -200,7 +200,11 @@ class FileCamera:
         self.loops = 0
         self._capture: Any = None
         self._capture = _open_file(self.path)
-        self.info = _file_info(self._capture, self.path)
+        try:
+            self.info = _file_info(self._capture, self.path)
+        except BaseException:
+            self._capture.release()
+            raise
         self.frame_rate = min(frame_rate, self.info.fps) if frame_rate > 0 else self.info.fps
         self._step = self.info.fps / self.frame_rate  # file frames per delivered frame
         self._media_pos = -self._step  # file frame index of the last delivered frame
@@ -325,8 +329,7 @@ class V4L2Camera:
         self.stats = FrameStats()
         self._capture: Any = None
         self._capture = self._open(modes or [])
-        self._buffer: np.ndarray | None = None
-        self._delivered: tuple[int, int] = (fmt.width, fmt.height)
+        self._buffer: np.ndarray | None = None  # set when the camera's size is not the ring's
         self._check_size()
 
     @property
@@ -338,6 +341,7 @@ class V4L2Camera:
 
         capture = cv2.VideoCapture(str(self.node), cv2.CAP_V4L2)
         if not capture.isOpened():
+            capture.release()
             raise CaptureError(self._failure("cannot be opened"))
         fmt = self.format
         if modes:
@@ -367,7 +371,6 @@ class V4L2Camera:
 
         width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        self._delivered = (width, height)
         if (width, height) != (self.format.width, self.format.height):
             log.info(
                 "%s delivers %dx%d; cropping and scaling each frame to %dx%d",
@@ -389,7 +392,7 @@ class V4L2Camera:
         if not self._capture.grab():
             if not self.node.exists():
                 raise EndOfStream(f"{self.label} ({self.node}) was unplugged")
-            raise CaptureError(self._failure(f"delivered no frame within {READ_TIMEOUT_MS} ms"))
+            raise CaptureError(self._failure("stopped delivering frames"))
         captured_ns = self._grab_time()
         target = view if self._buffer is None else self._buffer
         ok, out = self._capture.retrieve(image=target)

@@ -53,6 +53,7 @@ __all__ = [
     "AUDIO_REPROBE_S",
     "InputDevice",
     "PortAudioMicrophone",
+    "PortAudioMissing",
     "audio_fingerprint",
     "list_input_devices",
     "probe_input_devices",
@@ -106,6 +107,10 @@ print(json.dumps({"devices": devices}))
 """
 
 
+class PortAudioMissing(CaptureError):
+    """``import sounddevice`` failed: libportaudio2 is not installed."""
+
+
 @dataclass(frozen=True, slots=True)
 class InputDevice:
     """One PortAudio input device, as a probe child saw it."""
@@ -144,7 +149,8 @@ class InputDevice:
 
 def probe_input_devices(timeout_s: float = PROBE_TIMEOUT_S) -> list[InputDevice]:
     """Ask a short-lived child for PortAudio's input devices (blocking, about
-    0.2 s). Raises `CaptureError` when PortAudio is missing or the child fails."""
+    0.2 s). Raises `PortAudioMissing` without libportaudio2, `CaptureError`
+    when the child fails or times out."""
     env = dict(os.environ, JACK_NO_START_SERVER="1")  # list servers, never start one
     command = [sys.executable, "-c", _PROBE_SCRIPT, json.dumps(STANDARD_RATES)]
     try:
@@ -159,7 +165,7 @@ def probe_input_devices(timeout_s: float = PROBE_TIMEOUT_S) -> list[InputDevice]
         detail = done.stderr.strip()[-500:] or f"exit status {done.returncode}"
         raise CaptureError(f"PortAudio enumeration failed: {detail}") from exc
     if "error" in answer:
-        raise CaptureError(
+        raise PortAudioMissing(
             f"PortAudio is not available ({answer['error']}); install libportaudio2 for microphones"
         )
     return [InputDevice.from_probe(d) for d in answer["devices"]]
@@ -225,13 +231,22 @@ class _Enumerator:
     def _probe(self) -> list[InputDevice]:
         try:
             found = probe_input_devices()
-        except CaptureError as exc:
-            if str(exc) != self._reported:  # say it once, not every rescan
-                log.warning("no audio devices: %s", exc)
-                self._reported = str(exc)
+        except PortAudioMissing as exc:
+            self._report(f"no audio devices: {exc}")
             return []
+        except CaptureError as exc:
+            # A probe that timed out says nothing about the devices: keep the
+            # last answer (ending live tracks would be wrong) and ask next scan.
+            self._report(f"audio devices not re-read: {exc}")
+            self._fingerprint = None
+            return self._devices
         self._reported = None
         return [self._keep_rates(d) for d in found]
+
+    def _report(self, problem: str) -> None:
+        if problem != self._reported:  # say it once, not on every rescan
+            log.warning("%s", problem)
+            self._reported = problem
 
     def _keep_rates(self, device: InputDevice) -> InputDevice:
         """A device we capture from may refuse every rate check while it is
