@@ -271,6 +271,8 @@ def test_a_file_plays_through_the_daemon_at_its_own_rate(
             index = index_of(frame.data, reference)
             assert frame.valid, "the slot was reused while we compared it"
             frames.append((frame.seq, frame.timestamp, index, _now()))
+        capture = next(s["capture"] for s in devices.broker_stats()["sources"])
+        assert capture["frames"] > 0 and capture["fallbackCopies"] == 0, capture
         track.stop()
     seqs = [f[0] for f in frames]
     for (seq_a, _, index_a, _), (seq_b, _, index_b, _) in itertools.pairwise(frames):

@@ -124,6 +124,8 @@ def test_capture_from_jack_through_the_daemon(jack: JackServer, jack_daemon: Dae
         track = jack_track(devices)
         settings = track.getSettings()
         assert (settings["sampleRate"], settings["channelCount"]) == (RATE, 2)
+        # Latency and block size are the stream's own, as the capture measured them.
+        assert settings["latency"] >= 0 and settings["blockSize"] == PERIOD, settings
         maps = Path(f"/proc/{jack_daemon.pid}/maps").read_text()
         assert "libportaudio" not in maps and "libjack" not in maps
 

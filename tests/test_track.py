@@ -162,6 +162,8 @@ def test_audio_is_the_tone_at_the_real_rate(make_track: MakeTrack) -> None:
         assert np.abs(block.data).max() <= TONE_AMPLITUDE + 1e-6
     rate = received / (time.monotonic() - started)
     assert 0.8 * 48000 < rate < 1.2 * 48000, f"delivered {rate:.0f} samples/s"
+    settings = track.getSettings()  # the fake microphone's 10 ms blocks
+    assert (settings["latency"], settings["blockSize"]) == (0.01, 480)
     assert track.stats["discardedFrames"] == 0
 
 

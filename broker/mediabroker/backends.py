@@ -20,11 +20,19 @@ __all__ = [
     "BackendSpec",
     "CaptureError",
     "Clock",
+    "backend_counters",
     "EndOfStream",
     "VideoBackend",
     "open_audio_backend",
     "open_video_backend",
 ]
+
+
+def backend_counters(backend: object) -> dict[str, float]:
+    """What a backend counts (frames, fallback copies, latency, block size, ...),
+    for the daemon's stats and track settings; {} for one that counts nothing."""
+    counters = getattr(backend, "counters", None)
+    return dict(counters()) if callable(counters) else {}
 
 
 class CaptureError(Exception):

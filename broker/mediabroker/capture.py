@@ -31,6 +31,7 @@ from .backends import (
     CaptureError,
     EndOfStream,
     VideoBackend,
+    backend_counters,
     open_audio_backend,
     open_video_backend,
 )
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 EXIT_FAILED = 3  # the backend could not open or failed: restart may help
 STATUS_LINGER_MS = 1000  # let the last status message reach the daemon
+COUNTERS_S = 1.0  # how often the backend's counters go to the daemon
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +96,41 @@ def capture_main(spec: CaptureSpec) -> None:
     sys.exit(code)
 
 
-Reporter = Callable[[str, str], None]
 StopCheck = Callable[[], bool]
 
 
-def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], status: zmq.Socket[Any]) -> int:
-    def report(event: str, reason: str = "") -> None:
-        message = {"source": spec.source_id, "pid": os.getpid(), "event": event, "reason": reason}
-        status.send(msgpack.packb(message))
+class _Status:
+    """Tells the daemon what happens to this capture: ``ready`` after the first
+    frame, the backend's counters once a second, ``failed``, ``ended``."""
+
+    def __init__(self, socket: zmq.Socket[Any], source_id: str) -> None:
+        self._socket = socket
+        self._source_id = source_id
+        self._next_counters: float | None = None
+
+    def send(self, event: str, reason: str = "", counters: dict[str, float] | None = None) -> None:
+        message = {
+            "source": self._source_id,
+            "pid": os.getpid(),
+            "event": event,
+            "reason": reason,
+            "counters": counters or {},
+        }
+        self._socket.send(msgpack.packb(message))
+
+    def frame_done(self, backend: object) -> None:
+        now = time.monotonic()
+        if self._next_counters is None:
+            self.send("ready", counters=backend_counters(backend))
+        elif now < self._next_counters:
+            return
+        else:
+            self.send("counters", counters=backend_counters(backend))
+        self._next_counters = now + COUNTERS_S
+
+
+def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.Socket[Any]) -> int:
+    status = _Status(socket, spec.source_id)
 
     def should_stop() -> bool:
         # An orphan (daemon killed) stops too: nothing would ever reap it.
@@ -114,16 +143,16 @@ def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], status: zmq.
         try:
             if isinstance(ring.format, VideoFormat):
                 video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
-                _closing(video, lambda: _video_loop(video, ring, notify, should_stop, report))
+                _closing(video, lambda: _video_loop(video, ring, notify, should_stop, status))
             else:
                 audio = open_audio_backend(spec.backend, ring.format)
-                _closing(audio, lambda: _audio_loop(audio, ring, notify, should_stop, report))
+                _closing(audio, lambda: _audio_loop(audio, ring, notify, should_stop, status))
         except EndOfStream as exc:
             ring.mark_ended()
-            report("ended", str(exc) or "end of stream")
+            status.send("ended", str(exc) or "end of stream")
         except CaptureError as exc:
             log.error("%s", exc)
-            report("failed", str(exc))
+            status.send("failed", str(exc))
             return EXIT_FAILED
         finally:
             notify.close(linger=0)
@@ -142,7 +171,7 @@ def _video_loop(
     ring: Ring,
     notify: zmq.Socket[Any],
     should_stop: StopCheck,
-    report: Reporter,
+    status: _Status,
 ) -> None:
     writer = VideoWriter(ring)
     while not should_stop():
@@ -150,8 +179,7 @@ def _video_loop(
         captured_ns = backend.read_into(view, writer.seq)
         wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
         notify.send(encode_frame_ready(writer.commit(captured_ns, wall_ns)))
-        if writer.seq == writer.first_seq:
-            report("ready", "")
+        status.frame_done(backend)
 
 
 def _audio_loop(
@@ -159,14 +187,11 @@ def _audio_loop(
     ring: Ring,
     notify: zmq.Socket[Any],
     should_stop: StopCheck,
-    report: Reporter,
+    status: _Status,
 ) -> None:
     writer = AudioWriter(ring)
-    first = True
     while not should_stop():
         block, captured_ns = backend.read_block()
         writer.write(block, captured_ns)
         notify.send(encode_frame_ready(writer.position))
-        if first:
-            report("ready", "")
-            first = False
+        status.frame_done(backend)

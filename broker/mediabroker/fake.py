@@ -91,6 +91,12 @@ class FakeMicrophone:
         self._clock = Clock(fmt.sample_rate / block_frames)
         self._position = 0
 
+    def counters(self) -> dict[str, float]:
+        return {
+            "latency": self.block_frames / self.format.sample_rate,
+            "blockSize": self.block_frames,
+        }
+
     def read_block(self) -> tuple[np.ndarray, int]:
         """Wait for the next block; returns (frames x channels float32, time of
         its first sample in CLOCK_MONOTONIC ns)."""

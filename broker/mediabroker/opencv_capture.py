@@ -56,6 +56,13 @@ class FrameStats:
         self.fallback_copies = 0  # OpenCV allocated instead of writing in place
         self.scaled_frames = 0  # cropped and scaled into the slot
 
+    def counters(self) -> dict[str, float]:
+        return {
+            "frames": self.frames,
+            "fallbackCopies": self.fallback_copies,
+            "scaledFrames": self.scaled_frames,
+        }
+
     def summary(self) -> str:
         return (
             f"frames={self.frames} fallback_copies={self.fallback_copies} "
@@ -287,6 +294,9 @@ class FileCamera:
         self._capture.release()
         self._capture = _open_file(self.path)
 
+    def counters(self) -> dict[str, float]:
+        return {**self.stats.counters(), "loops": self.loops}
+
     def close(self) -> None:
         """Release the decoder and log what happened. Idempotent."""
         capture, self._capture = self._capture, None
@@ -409,6 +419,9 @@ class V4L2Camera:
         now = time.monotonic_ns()
         stamp = int(self._capture.get(cv2.CAP_PROP_POS_MSEC) * 1_000_000)
         return stamp if 0 <= now - stamp < MAX_TIMESTAMP_AGE_NS else now
+
+    def counters(self) -> dict[str, float]:
+        return self.stats.counters()
 
     def close(self) -> None:
         """Release the camera (its light goes off) and log what happened. Idempotent."""

@@ -402,6 +402,15 @@ class PortAudioMicrophone:
         self.block_frames = len(block)
         return block, first_ns
 
+    def counters(self) -> dict[str, float]:
+        return {
+            "latency": self.latency,
+            "blockSize": self.block_frames,
+            "blocks": self.blocks,
+            "droppedBlocks": self.dropped_blocks,
+            "overflows": self.overflows,
+        }
+
     def close(self) -> None:
         """Stop and close the stream, unless the server is gone (that would
         hang: the stream is abandoned and the exit watchdog armed). A close

@@ -49,7 +49,7 @@ from .tracks import (
     ring_format,
     select_for_device,
     settings_for_source,
-    settle_resize_mode,
+    settle_settings,
 )
 
 __all__ = ["Broker"]
@@ -245,7 +245,7 @@ class Broker:
         with the resizeMode it gives. Raises `OverconstrainedError`, `NotReadableError`."""
         source = await self.sources.acquire(device, *ring_format(device, settings))
         try:
-            return source, settle_resize_mode(settings, constraints, source)
+            return source, settle_settings(settings, constraints, source)
         except OverconstrainedError:
             self.sources.release(source)
             raise
@@ -330,6 +330,7 @@ class Broker:
                 "label": s.device.label,
                 "state": s.state.value,
                 "refs": s.refs,
+                "capture": dict(s.counters),
                 "pid": s.pid,
                 "ring": s.ring_name,
                 **source_figures(s, self.config),

@@ -116,6 +116,7 @@ class Source:
         self._last_failure = ""
         self._timer: asyncio.TimerHandle | None = None
         self._suspending = False
+        self.counters: dict[str, float] = {}  # the backend's, as last reported
         self._progress = (-1, time.monotonic())  # (ring position, when it last moved)
         self.stall_s = max(STALL_S, 3 / self.frame_rate) if self.frame_rate else STALL_S
 
@@ -201,8 +202,10 @@ class Source:
             log.warning("source %s: %s; killing it", self.id, self._last_failure)
             os.kill(self._process.pid, signal.SIGKILL)
 
-    def on_status(self, event: str, reason: str) -> None:
-        """A message from the capture process: ready, failed or ended."""
+    def on_status(self, event: str, reason: str, counters: dict[str, float]) -> None:
+        """A message from the capture process: ready, counters, failed or ended."""
+        if counters:
+            self.counters = counters
         if event == "ready":
             self._on_ready()
         elif event == "failed":
@@ -487,7 +490,8 @@ class SourceManager:
             message = decode_status(await self._status.recv())
             source = self._by_id.get(str(message.get("source")))
             if source is not None:
-                source.on_status(str(message.get("event")), str(message.get("reason", "")))
+                event, reason = str(message.get("event")), str(message.get("reason", ""))
+                source.on_status(event, reason, dict(message.get("counters") or {}))
 
     async def close_all(self) -> None:
         for timer in self._idle_timers.values():

@@ -31,7 +31,7 @@ __all__ = [
     "ring_format",
     "select_for_device",
     "settings_for_source",
-    "settle_resize_mode",
+    "settle_settings",
 ]
 
 RunningSettings = Callable[[Device], dict[str, Any] | None]
@@ -101,7 +101,7 @@ def select_for_device(
     return settings, selection.distance
 
 
-def settle_resize_mode(
+def settle_settings(
     settings: dict[str, Any], constraints: dict[str, Any], source: Source
 ) -> dict[str, Any]:
     """``resizeMode`` once the source is known: "none" for the camera's own
@@ -109,7 +109,7 @@ def settle_resize_mode(
     `OverconstrainedError` when "none" is required but the camera runs in
     another mode for other tracks."""
     if source.device.kind != "videoinput":
-        return settings
+        return _audio_settings(settings, source)
     if source.parent is not None:
         if _requires(constraints.get("resizeMode"), "none"):
             fmt = source.parent.format
@@ -122,6 +122,16 @@ def settle_resize_mode(
             )
         return {**settings, "resizeMode": "crop-and-scale"}
     return settings
+
+
+def _audio_settings(settings: dict[str, Any], source: Source) -> dict[str, Any]:
+    """The stream's real latency (seconds) and block size (sample frames per
+    callback, our extension) as the capture process measured them."""
+    measured = {
+        "latency": source.counters.get("latency"),
+        "blockSize": source.counters.get("blockSize"),
+    }
+    return {**settings, **{k: v for k, v in measured.items() if v is not None}}
 
 
 def _requires(constraint: Any, value: str) -> bool:
