@@ -183,6 +183,13 @@ def _add_serve(commands: Any) -> None:
         help="also offer a test-pattern camera and a sine-tone microphone",
     )
     serve.add_argument(
+        "--no-hardware",
+        dest="hardware_devices",
+        action="store_false",
+        default=None,
+        help="do not look for cameras and microphones (fake devices and files only)",
+    )
+    serve.add_argument(
         "--video-file",
         action="append",
         type=_existing_file,
@@ -429,6 +436,8 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
     overrides: dict[str, Any] = {}
     if args.fake_devices:
         overrides["fake_devices"] = True
+    if getattr(args, "hardware_devices", None) is False:
+        overrides["hardware_devices"] = False
     if args.video_file:
         overrides["file_sources"] = tuple(FileSource(path) for path in args.video_file)
     if args.run_dir is not None:

@@ -13,7 +13,7 @@ restart.
     [access]   group, socket_mode, allow_users, allow_groups
     [sessions] heartbeat_s
     [rings]    slots, audio_seconds, shm_budget_mib
-    [devices]  fake, allow, deny, idle_close_s, scan_interval_s
+    [devices]  fake, hardware, allow, deny, idle_close_s, scan_interval_s
     [[devices.files]] path, label, loop
 """
 
@@ -74,6 +74,7 @@ class BrokerConfig:
     shm_prefix: str = field(default_factory=resolve_shm_prefix)
     shm_dir: Path = SHM_DIR
     fake_devices: bool = False
+    hardware_devices: bool = True  # look for V4L2 cameras and PortAudio microphones
     file_sources: tuple[FileSource, ...] = ()
     device_allow: tuple[str, ...] = ()  # glob patterns; empty: every device
     device_deny: tuple[str, ...] = ()  # glob patterns; a match hides the device
@@ -296,6 +297,7 @@ SCHEMA: Schema = {
     },
     "devices": {
         "fake": ("fake_devices", _bool),
+        "hardware": ("hardware_devices", _bool),
         "allow": ("device_allow", _list_of(_string)),
         "deny": ("device_deny", _list_of(_string)),
         "idle_close_s": ("idle_close_s", _number(0, 3600)),
@@ -306,6 +308,7 @@ SCHEMA: Schema = {
 
 RELOADABLE_FIELDS = (
     "fake_devices",
+    "hardware_devices",
     "file_sources",
     "device_allow",
     "device_deny",

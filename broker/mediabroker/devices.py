@@ -155,7 +155,9 @@ def discover_devices(config: BrokerConfig) -> list[Device]:
     """Every device the daemon offers now, microphones first, then cameras
     (the spec's enumeration order). Called at start and on every rescan."""
     found = fake_devices() if config.fake_devices else []
-    found += portaudio_devices() + file_devices(config) + v4l2_devices()
+    if config.hardware_devices:
+        found += portaudio_devices() + v4l2_devices()
+    found += file_devices(config)
     found = filter_devices(found, config)  # devices.allow / devices.deny
     return sorted(found, key=lambda d: d.kind != "audioinput")
 
