@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import psutil
 
@@ -19,6 +19,12 @@ from mediastream.ring import SHM_DIR
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
+FIGURES: dict[str, float] = {}  # for the README: printed at the end of the run (conftest)
+
+
+def add_figure(name: str, amount: float) -> None:
+    """Add ``amount`` to the run's figure ``name`` (faults injected, frames checked...)."""
+    FIGURES[name] = FIGURES.get(name, 0) + amount
 
 
 def wait_until(
@@ -66,8 +72,15 @@ class Daemon:
     (a datagram socket this object owns), not from polling. ``config`` is the
     TOML text of its configuration file (always given, so a machine's
     /etc/mediabroker/config.toml never leaks into a test); ``log_level`` None
-    leaves the level to that file.
+    leaves the level to that file. ``wrapper`` is a command that execs the
+    daemon's (e.g. ``unshare`` into a mount namespace); it must not fork, so
+    that `pid` stays the daemon's.
+
+    Every daemon between construction and `close` is in `LIVE`: the accounting
+    fixture leaves alone the segments and children of one that outlives a test.
     """
+
+    LIVE: ClassVar[set[Daemon]] = set()
 
     def __init__(
         self,
@@ -77,6 +90,8 @@ class Daemon:
         prefix: str | None = None,
         config: str = "",
         log_level: str | None = "DEBUG",
+        wrapper: Sequence[str] = (),
+        hardware: bool = False,
     ) -> None:
         self.run_dir = run_dir
         self.config_path = run_dir.parent / f"{run_dir.name}-config.toml"
@@ -88,6 +103,7 @@ class Daemon:
         self._notify.bind(str(self._notify_path))
         self._log = open(self.log_path, "wb")
         command = [
+            *wrapper,
             sys.executable,
             "-m",
             "mediabroker",
@@ -96,6 +112,7 @@ class Daemon:
             "--config",
             str(self.config_path),
             "--fake-devices",
+            *([] if hardware else ["--no-hardware"]),  # only tests of real devices probe them
             "--run-dir",
             str(run_dir),
             "--shm-prefix",
@@ -111,6 +128,7 @@ class Daemon:
             stderr=subprocess.STDOUT,
         )
         self.children: set[int] = set()
+        Daemon.LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -171,18 +189,22 @@ class Daemon:
         self._log.close()
         self._notify.close()
         self._notify_path.unlink(missing_ok=True)
+        Daemon.LIVE.discard(self)
 
 
 class ClientProcess:
-    """``tests/clients.py`` in a process of its own, followed line by line."""
+    """``tests/clients.py`` in a process of its own, followed line by line.
+    ``wrapper`` is a command that execs it (``nsenter`` into a namespace)."""
 
-    def __init__(self, mode: str, run_dir: Path, *args: object) -> None:
+    def __init__(
+        self, mode: str, run_dir: Path, *args: object, wrapper: Sequence[str] = ()
+    ) -> None:
         import json
         import queue
         import threading
 
         self._json = json
-        command = [sys.executable, str(REPO / "tests" / "clients.py"), mode, str(run_dir)]
+        command = [*wrapper, sys.executable, str(REPO / "tests" / "clients.py"), mode, str(run_dir)]
         self.process = subprocess.Popen(
             command + [str(a) for a in args],
             env=child_env(),

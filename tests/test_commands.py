@@ -221,6 +221,7 @@ def test_stats_json_reports_sources_consumers_and_processes(daemon: Daemon) -> N
     assert source["shmBytes"] > 320 * 240 * 3 * 8 and source["consumers"] == 1
     [watcher] = [c for c in report["consumers"] if c["name"] == "stats-watcher"]
     assert (watcher["tracks"], watcher["uid"]) == (1, os.getuid())
+    assert watcher["delivered"] >= 1 and watcher["discarded"] >= 0  # from its heartbeats
     assert watcher["user"] == pwd.getpwuid(os.getuid()).pw_name
     roles = {p["role"] for p in report["processes"]}
     assert "daemon" in roles and f"capture {source['id']}" in roles

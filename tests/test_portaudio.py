@@ -54,7 +54,7 @@ def jack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JackServer
 @pytest.fixture
 def jack_daemon(jack: JackServer, tmp_path: Path) -> Iterator[Daemon]:
     """A daemon (fake devices too) that sees the JACK server."""
-    daemon = Daemon(tmp_path / "run")
+    daemon = Daemon(tmp_path / "run", hardware=True)
     try:
         daemon.wait_ready()
         yield daemon

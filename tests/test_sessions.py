@@ -72,3 +72,20 @@ def test_peer_address_without_ipc_credentials_is_refused(address: str) -> None:
 def test_peer_address_parses_uid_gid_pid() -> None:
     peer = parse_peer_address("localhost:1000:100:4242")
     assert (peer.uid, peer.gid, peer.pid) == (1000, 100, 4242)
+
+
+def test_heartbeats_carry_each_consumers_frame_counts(daemon: Daemon) -> None:
+    """`mediabroker stats` shows what each consumer read and skipped: the
+    client's heartbeats carry its video tracks' totals."""
+    with MediaDevices(daemon.run_dir, name="counted") as devices:
+        track = devices.getUserMedia({"video": True}).getVideoTracks()[0]
+        for _ in range(5):
+            track.read(timeout=5)
+
+        def counted() -> dict[str, object] | None:
+            return next(s for s in devices.broker_stats()["sessions"] if s["name"] == "counted")
+
+        wait_until(lambda: (counted() or {}).get("delivered") == 5, 5,
+                   "the heartbeat to report 5 frames", counted)
+        track.stop()  # counts survive the track
+        wait_until(lambda: (counted() or {}).get("delivered") == 5, 5, "the same total", counted)

@@ -25,6 +25,7 @@ import zmq.asyncio
 
 from mediastream import wire
 from mediastream.errors import (
+    AbortError,
     InvalidStateError,
     MediaStreamError,
     NotAllowedError,
@@ -97,8 +98,9 @@ class Broker:
         """Bind, tell systemd READY=1, serve until ``stop`` is set, then end
         every track, stop every capture process and unlink every ring."""
         self._prepare_run_dir()
-        self._control = self._bind(zmq.ROUTER, control_endpoint(self.config.run_dir))
-        self._control.setsockopt(zmq.MAXMSGSIZE, TRANSPORT_MAX_BYTES)
+        self._control = self._bind(
+            zmq.ROUTER, control_endpoint(self.config.run_dir), TRANSPORT_MAX_BYTES
+        )
         self._events = self._bind(zmq.PUB, events_endpoint(self.config.run_dir))
         self.sources = SourceManager(self.config, self, self._ctx)
         secure_sockets(self.config)  # mode and group of the sockets just bound
@@ -122,9 +124,11 @@ class Broker:
         self.config.run_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         sweep_stale_rings(self.config)
 
-    def _bind(self, kind: int, endpoint: str) -> zmq.asyncio.Socket:
+    def _bind(self, kind: int, endpoint: str, max_bytes: int = -1) -> zmq.asyncio.Socket:
         socket = self._ctx.socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
+        # Before bind: the listener copies the options then, for every connection.
+        socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
         socket.bind(endpoint)
         return socket
 
@@ -153,6 +157,10 @@ class Broker:
         while True:
             frames = await self._control.recv_multipart(copy=False)
             self._dispatch(frames)
+            # A receive that finds a message waiting does not yield: under a
+            # flood, requests' tasks (other clients' answers) and the heartbeat
+            # would wait until the socket ran dry.
+            await asyncio.sleep(0)
 
     def _dispatch(self, frames: list[zmq.Frame]) -> None:
         if len(frames) != 2:
@@ -170,6 +178,9 @@ class Broker:
         if session is not None:
             session.last_seen = time.monotonic()
         if request.op == "heartbeat":
+            if session is not None and "delivered" in request.args:
+                session.delivered = request.args["delivered"]
+                session.discarded = request.args.get("discarded", 0)
             return
         task = asyncio.create_task(self._answer(identity, payload, session, request))
         self._tasks.add(task)
@@ -185,13 +196,14 @@ class Broker:
                 raise InvalidStateError(f"{request.op} before hello: say hello first")
             else:
                 result = await self._handlers[request.op](session, request.args)
+            reply = _encode_reply(request, result)
         except (MediaStreamError, TypeError) as exc:
             self._reply_error(identity, request.id, exc)
         except Exception as exc:  # the loop must survive a bug in one handler
             log.exception("%s failed", request.op)
             self._reply_error(identity, request.id, exc)
         else:
-            self._control.send_multipart([identity, wire.encode_reply(request.id, result)])
+            self._control.send_multipart([identity, reply])
 
     def _reply_error(self, identity: bytes, request_id: int, exc: BaseException) -> None:
         self.counters["errors"] += 1
@@ -232,6 +244,10 @@ class Broker:
                 device, settings = choose_device(self.devices, kind, constraint_set, self._running)
                 source, settings = await self._source_for(device, settings, constraint_set)
                 created.append(self._add_track(session, source, settings, constraint_set))
+                # The device start was awaited: the session may have ended meanwhile
+                # (client killed, bye, hello again), and nobody would release the track.
+                if self.sessions.get(session.identity) is not session:
+                    raise AbortError("the session ended while getUserMedia waited for the device")
         except BaseException:
             for track in created:
                 self._release_track(track)
@@ -269,6 +285,9 @@ class Broker:
         constraint_set = parse_track_constraints(track.kind, args["constraints"])
         settings, _ = select_for_device(device, constraint_set, self._running_for(track))
         source, settings = await self._source_for(device, settings, constraint_set)
+        if self.tracks.get(track.id) is not track:  # stopped or ended while we waited
+            self.sources.release(source)
+            return {}
         old, track.source = track.source, source
         self.sources.release(old)
         track.settings, track.constraints = settings, constraint_set
@@ -320,6 +339,8 @@ class Broker:
                 "uid": s.peer.uid,
                 "gid": s.peer.gid,
                 "tracks": sorted(s.tracks),
+                "delivered": s.delivered,
+                "discarded": s.discarded,
             }
             for s in self.sessions
         ]
@@ -503,6 +524,15 @@ class Broker:
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)
         return f"{len(self.sessions)} client(s), {len(self.tracks)} track(s), {sources} source(s)"
+
+
+def _encode_reply(request: wire.Request, result: dict[str, Any]) -> bytes:
+    """Raises `AbortError` for a result over the message size limit: the
+    client gets an error instead of silence."""
+    try:
+        return wire.encode_reply(request.id, result)
+    except ProtocolError as exc:
+        raise AbortError(f"the reply to {request.op} is too large to send: {exc}") from exc
 
 
 def _stream_name(name: str) -> str:

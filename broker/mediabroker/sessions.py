@@ -43,6 +43,8 @@ class Session:
     last_seen: float
     tracks: set[str] = field(default_factory=set)
     process_created: float | None = None  # tells a reused pid from ours
+    delivered: int | None = None  # frames its tracks read, as its heartbeats say
+    discarded: int | None = None  # frames its tracks skipped
 
     def alive(self) -> bool:
         """False once the client's process is gone (its pid gone or reused)."""

@@ -259,6 +259,7 @@ class Source:
         """End the source for good: its tracks fire ``ended``. Idempotent."""
         if self.state in (SourceState.ENDED, SourceState.CLOSED):
             return
+        log.warning("source %s: ending its tracks: %s", self.id, reason)
         self._set_state(SourceState.ENDED)
         if self._ring is not None:
             self._ring.mark_ended()

@@ -59,7 +59,12 @@ class BrokerConnection:
     heartbeat_s = 0.5  # until hello's reply says otherwise
 
     def __init__(
-        self, run_dir: Path, name: str, on_event: EventHandler, on_lost: Callable[[str], None]
+        self,
+        run_dir: Path,
+        name: str,
+        on_event: EventHandler,
+        on_lost: Callable[[str], None],
+        counts: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         control_path = run_dir / "control"
         try:
@@ -76,6 +81,7 @@ class BrokerConnection:
             )
         self.context = zmq.Context()
         self._on_event, self._on_lost = on_event, on_lost
+        self._counts = counts  # (delivered, discarded) frames, for the daemon's stats
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[wire.Reply]] = {}
         self._pending_lock = threading.Lock()
@@ -189,7 +195,9 @@ class BrokerConnection:
                         self._dispatch_queue.put((topic, payload))
             now = time.monotonic()
             if now >= next_beat:
-                io.dealer.send(wire.encode_request(0, "heartbeat"))
+                delivered, discarded = self._counts()
+                beat = {"delivered": delivered, "discarded": discarded}
+                io.dealer.send(wire.encode_request(0, "heartbeat", beat))
                 next_beat = now + self.heartbeat_s
             silence = now - last_daemon_beat
             if not lost and silence > DAEMON_SILENCE_HEARTBEATS * self.heartbeat_s:

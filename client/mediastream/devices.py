@@ -117,8 +117,14 @@ class MediaDevices(EventTarget):
         self._early: collections.OrderedDict[str, list[dict[str, Any]]] = collections.OrderedDict()
         # The connection's threads hold only weak references back, so a
         # forgotten MediaDevices is still collected (and warns, and closes).
+        self._forgotten_counts = (0, 0)  # video frames of tracks no longer held
+        counts = weakref.WeakMethod(self._frame_counts)
         self._connection = BrokerConnection(
-            self.run_dir, name or process_name(), _weak(self._on_event), _weak(self._on_daemon_lost)
+            self.run_dir,
+            name or process_name(),
+            _weak(self._on_event),
+            _weak(self._on_daemon_lost),
+            lambda: (counts() or (lambda: (0, 0)))(),
         )
 
     @property
@@ -250,7 +256,24 @@ class MediaDevices(EventTarget):
 
     def _forget_track(self, track: MediaStreamTrack) -> None:
         with self._tracks_lock:
-            self._tracks.pop(track.id, None)
+            if self._tracks.pop(track.id, None) is not None and track.kind == "video":
+                stats, (delivered, discarded) = track.stats, self._forgotten_counts
+                self._forgotten_counts = (
+                    delivered + stats["deliveredFrames"],
+                    discarded + stats["discardedFrames"],
+                )
+
+    def _frame_counts(self) -> tuple[int, int]:
+        """Video frames this process's tracks read and skipped, for the
+        daemon's stats (the heartbeat carries them)."""
+        with self._tracks_lock:
+            tracks = [t for t in self._tracks.values() if t.kind == "video"]
+            delivered, discarded = self._forgotten_counts
+        for track in tracks:
+            stats = track.stats
+            delivered += stats["deliveredFrames"]
+            discarded += stats["discardedFrames"]
+        return delivered, discarded
 
     # -- events from the daemon (dispatch thread) -------------------------
 

@@ -66,7 +66,7 @@ MAX_DEPTH = 32  # nested maps and arrays; keeps repr/copy/logging off the recurs
 # shape by the decoder's limits and for meaning by the daemon's constraints.
 OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "hello": {"name": (str, True), "version": (int, True)},
-    "heartbeat": {},
+    "heartbeat": {"delivered": (int, False), "discarded": (int, False)},
     "bye": {},
     "enumerateDevices": {},
     "getUserMedia": {"constraints": (dict, True)},
