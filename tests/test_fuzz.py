@@ -41,6 +41,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mediabroker.server import MAX_TRACKS_PER_SESSION
 from mediastream import (
     MediaDevices,
     MediaStreamError,
@@ -601,24 +602,27 @@ def test_a_message_over_the_transport_limit_is_dropped_and_the_daemon_serves_on(
     assert "Traceback" not in daemon.log()
 
 
-def test_a_reply_too_large_to_send_is_an_error_not_silence(
+def test_a_session_holds_at_most_max_tracks_and_its_stats_still_decode(
     daemon: Daemon, raw_session: RawSession
 ) -> None:
-    """A session holding 1,800 tracks asks for stats, whose reply (every
-    session's track ids) would exceed the 64 KiB message limit: it gets an
-    error reply saying so, not silence, and the daemon serves on."""
+    """A session asking for 300 tracks gets 256 and then NotReadableError
+    naming the cap, so every reply about it (stats) stays within the wire's
+    limits and decodes; the daemon serves on."""
     session = raw_session
-    for request_id in range(1, 1801):
+    for request_id in range(1, 301):
         session.socket.send(
             wire.encode_request(request_id, "getUserMedia", {"constraints": {"video": True}})
         )
-    for _ in range(1800):
-        reply = session.receive(REPLY_TIMEOUT_S)
-        assert reply is not None and reply.ok, reply
-    session.socket.send(wire.encode_request(1801, "stats"))
+    replies = [session.receive(REPLY_TIMEOUT_S) for _ in range(300)]
+    assert all(r is not None for r in replies), replies
+    refused = [r for r in replies if r is not None and not r.ok]
+    assert len(refused) == 300 - MAX_TRACKS_PER_SESSION
+    assert all(r.error_name == "NotReadableError" and "256" in r.error_message for r in refused)
+    session.socket.send(wire.encode_request(301, "stats"))
     reply = session.receive(REPLY_TIMEOUT_S)
-    assert reply is not None and reply.id == 1801, reply
-    assert reply.error_name == "AbortError" and "too large" in reply.error_message, reply
+    assert reply is not None and reply.ok, reply
+    [held] = [s for s in reply.result["sessions"] if s["tracks"]]
+    assert len(held["tracks"]) == MAX_TRACKS_PER_SESSION
     session.call("bye")
     with MediaDevices(daemon.run_dir) as devices:
         assert devices.broker_stats()["sessions"][0]["tracks"] == []

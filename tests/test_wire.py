@@ -349,8 +349,8 @@ def test_accepts_a_large_message_under_the_limit() -> None:
 
 
 def test_encoding_an_oversized_message_raises() -> None:
-    with pytest.raises(ProtocolError, match="exceeds"):
-        encode_reply(1, {f"k{i}": "x" * 4000 for i in range(17)})
+    with pytest.raises(ProtocolError, match="exceeds"):  # requests: 64 KiB
+        encode_request(1, "getUserMedia", {f"k{i}": "x" * 4000 for i in range(17)})
 
 
 @pytest.mark.parametrize(
@@ -529,3 +529,15 @@ def test_error_reply_to_exception_end_to_end(name: str) -> None:
     assert type(error).__name__ == name
     if isinstance(error, errors.OverconstrainedError):
         assert error.constraint == "height"
+
+
+def test_daemon_replies_may_be_larger_than_requests_but_not_unbounded() -> None:
+    """Requests are held to 64 KiB and 256 items; the daemon's replies (device
+    lists, stats) to 4 MiB and 65,536 items; past that, encoding refuses."""
+    from mediastream.wire import DAEMON_LIMITS, decode_reply, encode_reply
+
+    big = {"ids": [f"{i:036d}" for i in range(5000)]}  # ~200 KiB, 5000 items
+    assert decode_reply(encode_reply(1, big)).result == big
+    with pytest.raises(ProtocolError, match="exceeds"):
+        encode_reply(2, {"blob": ["x" * 60_000] * 80})  # over 4 MiB
+    assert DAEMON_LIMITS.message_bytes == 4 * 1024 * 1024

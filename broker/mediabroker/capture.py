@@ -9,12 +9,13 @@ daemon; the process exits on its own when the daemon is gone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -65,13 +66,38 @@ def decode_status(data: bytes) -> dict[str, Any]:
     return message
 
 
-class _Stop:
-    """Set by SIGTERM; the loop checks it between frames."""
+class _StopRequested(Exception):
+    """SIGTERM arrived while a backend waited for a frame (internal)."""
 
-    requested = False
+
+class _Stop:
+    """SIGTERM's handler. The loop checks ``requested`` between frames; a
+    backend blocked waiting for a frame (a derived source whose parent is
+    stalled, a silent sound server) is interrupted instead."""
+
+    def __init__(self, parent_pid: int) -> None:
+        self.requested = False
+        self._parent_pid = parent_pid
+        self._waiting = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        if self._waiting:
+            self._waiting = False
+            raise _StopRequested
+
+    def should_stop(self) -> bool:
+        # An orphan (daemon killed) stops too: nothing would ever reap it.
+        return self.requested or os.getppid() != self._parent_pid
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a backend's blocking read: SIGTERM interrupts it."""
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
 
 
 def capture_main(spec: CaptureSpec) -> None:
@@ -82,7 +108,7 @@ def capture_main(spec: CaptureSpec) -> None:
         format=f"%(levelname)s capture[{spec.source_id}] %(message)s",
         stream=sys.stderr,
     )
-    stop = _Stop()
+    stop = _Stop(spec.parent_pid)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     ctx = zmq.Context()
@@ -94,9 +120,6 @@ def capture_main(spec: CaptureSpec) -> None:
     finally:
         ctx.destroy(linger=STATUS_LINGER_MS)
     sys.exit(code)
-
-
-StopCheck = Callable[[], bool]
 
 
 class _Status:
@@ -132,10 +155,6 @@ class _Status:
 def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.Socket[Any]) -> int:
     status = _Status(socket, spec.source_id)
 
-    def should_stop() -> bool:
-        # An orphan (daemon killed) stops too: nothing would ever reap it.
-        return stop.requested or os.getppid() != spec.parent_pid
-
     with Ring.open(spec.ring_name, writable=True) as ring:
         ring.set_pids(writer=os.getpid())
         notify = ctx.socket(zmq.PUB)
@@ -143,10 +162,12 @@ def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.
         try:
             if isinstance(ring.format, VideoFormat):
                 video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
-                _closing(video, lambda: _video_loop(video, ring, notify, should_stop, status))
+                _closing(video, lambda: _video_loop(video, ring, notify, stop, status))
             else:
                 audio = open_audio_backend(spec.backend, ring.format)
-                _closing(audio, lambda: _audio_loop(audio, ring, notify, should_stop, status))
+                _closing(audio, lambda: _audio_loop(audio, ring, notify, stop, status))
+        except _StopRequested:
+            pass
         except EndOfStream as exc:
             ring.mark_ended()
             status.send("ended", str(exc) or "end of stream")
@@ -170,13 +191,14 @@ def _video_loop(
     backend: VideoBackend,
     ring: Ring,
     notify: zmq.Socket[Any],
-    should_stop: StopCheck,
+    stop: _Stop,
     status: _Status,
 ) -> None:
     writer = VideoWriter(ring)
-    while not should_stop():
+    while not stop.should_stop():
         view = writer.begin()
-        captured_ns = backend.read_into(view, writer.seq)
+        with stop.waiting():
+            captured_ns = backend.read_into(view, writer.seq)
         wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
         notify.send(encode_frame_ready(writer.commit(captured_ns, wall_ns)))
         status.frame_done(backend)
@@ -186,12 +208,13 @@ def _audio_loop(
     backend: AudioBackend,
     ring: Ring,
     notify: zmq.Socket[Any],
-    should_stop: StopCheck,
+    stop: _Stop,
     status: _Status,
 ) -> None:
     writer = AudioWriter(ring)
-    while not should_stop():
-        block, captured_ns = backend.read_block()
+    while not stop.should_stop():
+        with stop.waiting():
+            block, captured_ns = backend.read_block()
         writer.write(block, captured_ns)
         notify.send(encode_frame_ready(writer.position))
         status.frame_done(backend)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from mediastream.errors import NotFoundError
+from mediastream.errors import InvalidStateError, NotFoundError
 from mediastream.wire import DeviceInfoDict
 
 from . import portaudio, v4l2
@@ -322,6 +322,7 @@ def portaudio_devices() -> list[Device]:
 
 
 FAKE_DRIVERS = frozenset({"fake-camera", "fake-microphone"})
+MAX_RUNTIME_FAKES = 32  # keeps the device list and devicechange notices small
 
 
 class RuntimeFakes:
@@ -344,6 +345,10 @@ class RuntimeFakes:
         builders = {"videoinput": fake_camera, "audioinput": fake_microphone}
         if kind not in builders:
             raise TypeError(f"kind must be 'videoinput' or 'audioinput', not {kind!r}")
+        if len(self._added) >= MAX_RUNTIME_FAKES:
+            raise InvalidStateError(
+                f"{MAX_RUNTIME_FAKES} fake devices are plugged in already; remove some first"
+            )
         self._count += 1
         device = builders[kind](f"runtime-{self._count}-{label}", label)
         self._added.append(device)

@@ -30,6 +30,7 @@ from mediastream.errors import (
     MediaStreamError,
     NotAllowedError,
     NotFoundError,
+    NotReadableError,
     OverconstrainedError,
     ProtocolError,
 )
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 # between the wire limit and this one are decoded, refused and counted.
 TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
 SHUTDOWN_LINGER_MS = 1000
+MAX_TRACKS_PER_SESSION = 256  # keeps every reply about a session within the wire's limits
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -238,6 +240,7 @@ class Broker:
 
     async def _get_user_media(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         requested = parse_gum_constraints(args["constraints"])
+        _check_track_room(session, len(requested))
         created: list[TrackRecord] = []
         try:
             for kind, constraint_set in requested.items():
@@ -309,6 +312,13 @@ class Broker:
         settings: dict[str, Any],
         constraints: dict[str, Any],
     ) -> TrackRecord:
+        """A new track on ``source``, taking over the caller's reference to it
+        (released here when the session may hold no more tracks)."""
+        try:
+            _check_track_room(session, 1)  # again: requests run concurrently
+        except NotReadableError:
+            self.sources.release(source)
+            raise
         track = TrackRecord(str(uuid.uuid4()), session, source, settings, constraints)
         self.tracks[track.id] = track
         session.tracks.add(track.id)
@@ -324,6 +334,7 @@ class Broker:
         original = self.tracks.get(args["trackId"])
         if original is None or original.session is not session:
             raise InvalidStateError(f"track {args['trackId']!r} is not live in this session")
+        _check_track_room(session, 1)
         self.sources.retain(original.source)
         clone = self._add_track(
             session, original.source, dict(original.settings), dict(original.constraints)
@@ -403,6 +414,9 @@ class Broker:
         return self._add_track(
             session, original.source, dict(original.settings), dict(original.constraints)
         )
+
+    def check_track_room(self, session: Session, wanted: int) -> None:
+        _check_track_room(session, wanted)
 
     def end_track(self, track: TrackRecord, reason: str) -> None:
         self._end_track(track, reason)
@@ -500,7 +514,7 @@ class Broker:
         inserted = [d.device_id for d in devices if d.device_id not in known]
         present = {d.device_id for d in devices}
         self.devices = devices
-        log.info("devices changed: %s", ", ".join(d.label for d in devices) or "none")
+        log.info("devices changed: %s", ", ".join(repr(d.label) for d in devices) or "none")
         for source in list(self.sources):
             if source.device.device_id not in present:
                 source.end(f"{source.device.label} was removed")
@@ -533,6 +547,14 @@ def _encode_reply(request: wire.Request, result: dict[str, Any]) -> bytes:
         return wire.encode_reply(request.id, result)
     except ProtocolError as exc:
         raise AbortError(f"the reply to {request.op} is too large to send: {exc}") from exc
+
+
+def _check_track_room(session: Session, wanted: int) -> None:
+    if len(session.tracks) + wanted > MAX_TRACKS_PER_SESSION:
+        raise NotReadableError(
+            f"this process holds {len(session.tracks)} tracks and may hold "
+            f"{MAX_TRACKS_PER_SESSION}; stop the ones it no longer reads"
+        )
 
 
 def _stream_name(name: str) -> str:

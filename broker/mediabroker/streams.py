@@ -29,6 +29,8 @@ class StreamHost(Protocol):
 
     def mirror_track(self, session: Session, original: TrackRecord) -> TrackRecord: ...
 
+    def check_track_room(self, session: Session, wanted: int) -> None: ...
+
     def end_track(self, track: TrackRecord, reason: str) -> None: ...
 
     def notify(self, session: Session, topic: str, event_type: str, **fields: Any) -> None: ...
@@ -87,6 +89,7 @@ class StreamRegistry:
         published = self._streams.get(name)
         if published is None:
             raise NotFoundError(f"no stream is published as {name!r}")
+        self._host.check_track_room(session, len(published.tracks))
         attachment = _Attachment(str(next(self._ids)), session)
         published.attachments.append(attachment)
         for track in published.tracks.values():

@@ -62,6 +62,19 @@ MAX_CONTAINER_ITEMS = 256
 MAX_TOPIC_BYTES = 128
 MAX_DEPTH = 32  # nested maps and arrays; keeps repr/copy/logging off the recursion limit
 
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    message_bytes: int
+    string_bytes: int
+    items: int
+
+
+# Clients are untrusted: their requests are small. The daemon's replies and
+# notices (device lists, stats of many sessions) may be larger, within reason.
+REQUEST_LIMITS = Limits(MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_CONTAINER_ITEMS)
+DAEMON_LIMITS = Limits(4 * 1024 * 1024, 64 * 1024, 65536)
+
 # op -> {argument: (type, required)}. Nested constraint maps are checked for
 # shape by the decoder's limits and for meaning by the daemon's constraints.
 OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
@@ -126,25 +139,25 @@ class Reply:
     error_constraint: str | None = None
 
 
-def _pack(message: Mapping[str, Any]) -> bytes:
+def _pack(message: Mapping[str, Any], limits: Limits = REQUEST_LIMITS) -> bytes:
     data: bytes = msgpack.packb(message, use_bin_type=True)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if len(data) > limits.message_bytes:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {limits.message_bytes}")
     return data
 
 
-def _unpack(data: bytes) -> dict[str, Any]:
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+def _unpack(data: bytes, limits: Limits = REQUEST_LIMITS) -> dict[str, Any]:
+    if len(data) > limits.message_bytes:
+        raise ProtocolError(f"message of {len(data)} bytes exceeds {limits.message_bytes}")
     try:
         message = msgpack.unpackb(
             data,
             raw=False,
             strict_map_key=True,
-            max_str_len=MAX_STRING_BYTES,
-            max_bin_len=MAX_STRING_BYTES,
-            max_array_len=MAX_CONTAINER_ITEMS,
-            max_map_len=MAX_CONTAINER_ITEMS,
+            max_str_len=limits.string_bytes,
+            max_bin_len=limits.string_bytes,
+            max_array_len=limits.items,
+            max_map_len=limits.items,
             max_ext_len=0,
         )
     except (ValueError, msgpack.UnpackException) as exc:
@@ -232,7 +245,8 @@ def _check_args(op: str, args: Mapping[str, Any]) -> None:
 
 
 def encode_reply(request_id: int, result: Mapping[str, Any]) -> bytes:
-    return _pack({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": dict(result)})
+    reply = {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": dict(result)}
+    return _pack(reply, DAEMON_LIMITS)
 
 
 def encode_error(request_id: int, name: str, message: str, constraint: str | None = None) -> bytes:
@@ -245,12 +259,13 @@ def encode_error(request_id: int, name: str, message: str, constraint: str | Non
 
 
 def encode_notice(topic: str, event_type: str, **fields: Any) -> bytes:
-    return _pack({"v": PROTOCOL_VERSION, "notice": {"topic": topic, "type": event_type, **fields}})
+    notice = {"topic": topic, "type": event_type, **fields}
+    return _pack({"v": PROTOCOL_VERSION, "notice": notice}, DAEMON_LIMITS)
 
 
 def decode_from_daemon(data: bytes) -> Reply | Notice:
     """Decode what the daemon sends on the control socket. Raises `ProtocolError`."""
-    message = _unpack(data)
+    message = _unpack(data, DAEMON_LIMITS)
     _check_version(message)
     if "notice" in message:
         notice = _field(message, "notice", dict)
@@ -261,7 +276,7 @@ def decode_from_daemon(data: bytes) -> Reply | Notice:
 
 def decode_reply(data: bytes) -> Reply:
     """Decode a reply from the daemon. Raises `ProtocolError`."""
-    message = _unpack(data)
+    message = _unpack(data, DAEMON_LIMITS)
     _check_version(message)
     return _reply(message)
 
