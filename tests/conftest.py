@@ -34,9 +34,10 @@ import multiprocessing.resource_tracker
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -46,7 +47,7 @@ for source_root in ("client", "broker"):  # run from a checkout without installi
     if str(REPO / source_root) not in sys.path:
         sys.path.insert(0, str(REPO / source_root))
 
-from mediastream import MediaDevices, MediaStreamTrack  # noqa: E402
+from mediastream import MediaDevices, MediaStream, MediaStreamTrack  # noqa: E402
 from mediastream.ring import SHM_DIR, Ring  # noqa: E402
 from support import FIGURES, Daemon, segments, wait_until  # noqa: E402
 
@@ -261,3 +262,30 @@ def make_track(shared_devices: MediaDevices) -> Iterator[Callable[[str], MediaSt
         track.stop()
     for track in list(shared_devices._tracks.values()):
         track.stop()  # clones a test made and kept
+
+
+Gum = Callable[[Mapping[str, Any]], MediaStream]
+
+
+@pytest.fixture
+def gum(shared_devices: MediaDevices) -> Iterator[Gum]:
+    """``gum(constraints)``: getUserMedia on the shared daemon. Every track it
+    gave out, and any clone left live, is stopped after the test."""
+    made: list[MediaStreamTrack] = []
+
+    def call(constraints: Mapping[str, Any]) -> MediaStream:
+        stream = shared_devices.getUserMedia(constraints)
+        made.extend(stream.getTracks())
+        return stream
+
+    yield call
+    for track in [*made, *shared_devices._tracks.values()]:
+        track.stop()
+
+
+@pytest.fixture
+def own_devices(daemon: Daemon) -> Iterator[MediaDevices]:
+    """A MediaDevices on a daemon of this test's own: its devices may change,
+    and no source left open by another test shapes what the camera can do."""
+    with MediaDevices(daemon.run_dir, name="conformance") as devices:
+        yield devices

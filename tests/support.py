@@ -256,3 +256,14 @@ class ClientProcess:
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def run_mediabroker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m mediabroker ARGS`` from this checkout, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "mediabroker", *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from mediastream.ring import SHM_DIR
-from support import child_env
+from support import run_mediabroker
 
-
-def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mediabroker", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+run = run_mediabroker
 
 
 def test_help_lists_the_commands() -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -19,19 +18,12 @@ from mediabroker.commands import CommandError, StatsSample, find_device, stats_r
 from mediabroker.devices import fake_devices
 from mediabroker.fake import TONE_HZ, verify_pattern
 from mediastream import InputDeviceInfo, MediaDeviceInfo, MediaDevices
-from support import Daemon, child_env
+from support import Daemon, run_mediabroker
 
 COMMANDS = ("serve", "fake-device", "devices", "stats", "snapshot", "record", "demo")
 
 
-def mediabroker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mediabroker", *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+mediabroker = run_mediabroker
 
 
 def on(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,7 +20,7 @@ any capture (#78 is tested as that deliberate difference from browsers).
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -44,14 +44,6 @@ SPEC_CONSTRAINTS = (
     "noiseSuppression", "latency", "channelCount", "deviceId", "groupId",
 )
 KINDS = {"audioinput", "videoinput", "audiooutput"}
-
-
-@pytest.fixture
-def own_devices(daemon: Daemon) -> Iterator[MediaDevices]:
-    """A MediaDevices on a daemon of this test's own (its devices may change);
-    closing it stops every track it gave out before the daemon is checked."""
-    with MediaDevices(daemon.run_dir, name="conformance") as devices:
-        yield devices
 
 
 class Recorder:

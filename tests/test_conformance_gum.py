@@ -26,11 +26,12 @@ that never captured.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from conftest import Gum
 from mediastream import (
     MediaDevices,
     MediaStream,
@@ -42,7 +43,6 @@ from mediastream import (
 )
 from support import Daemon
 
-Gum = Callable[[Mapping[str, Any]], MediaStream]
 HUGE = 100000000
 
 VIDEO_ONLY_VALID = {
@@ -80,31 +80,6 @@ AUDIO_ONLY_INVALID = {
     "latency": {"max": 0},
     "channelCount": {"max": 0},
 }
-
-
-@pytest.fixture
-def gum(shared_devices: MediaDevices) -> Iterator[Gum]:
-    """``gum(constraints)``: getUserMedia on the shared daemon; every track it
-    gave out is stopped after the test."""
-    made: list[MediaStreamTrack] = []
-
-    def call(constraints: Mapping[str, Any]) -> MediaStream:
-        stream = shared_devices.getUserMedia(constraints)
-        made.extend(stream.getTracks())
-        return stream
-
-    yield call
-    for track in made:
-        track.stop()
-    for track in list(shared_devices._tracks.values()):
-        track.stop()
-
-
-@pytest.fixture
-def own_devices(daemon: Daemon) -> Iterator[MediaDevices]:
-    """A MediaDevices on a daemon of this test's own (its devices may change)."""
-    with MediaDevices(daemon.run_dir, name="conformance") as devices:
-        yield devices
 
 
 def only_track(stream: MediaStream) -> MediaStreamTrack:

@@ -24,24 +24,22 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 
+from conftest import Gum
 from mediastream import (
     AudioData,
     InputDeviceInfo,
     MediaDevices,
-    MediaStream,
     MediaStreamTrack,
     OverconstrainedError,
     VideoFrame,
 )
 from support import Daemon
-
-Gum = Callable[[Mapping[str, Any]], MediaStream]
 
 NUMERIC_CAPABILITIES = {
     "video": ("width", "height", "aspectRatio", "frameRate"),
@@ -64,32 +62,6 @@ ECHO_CANCELLATION_MODES = {"all", "remote-only"}
 INHERENT_PROPERTIES = {"deviceId", "groupId", "facingMode"}
 CAMERA_MAX = (1920, 1080, 30.0)
 SMALL = {"width": {"exact": 160}, "height": {"exact": 120}}
-
-
-@pytest.fixture
-def gum(shared_devices: MediaDevices) -> Iterator[Gum]:
-    """``gum(constraints)``: getUserMedia on the shared daemon. Every track it
-    gave out, and any clone left live, is stopped after the test."""
-    made: list[MediaStreamTrack] = []
-
-    def call(constraints: Mapping[str, Any]) -> MediaStream:
-        stream = shared_devices.getUserMedia(constraints)
-        made.extend(stream.getTracks())
-        return stream
-
-    yield call
-    for track in made:
-        track.stop()
-    for track in list(shared_devices._tracks.values()):
-        track.stop()
-
-
-@pytest.fixture
-def own_devices(daemon: Daemon) -> Iterator[MediaDevices]:
-    """A MediaDevices on a daemon of this test's own: no source left open by
-    another test shapes what the camera can do."""
-    with MediaDevices(daemon.run_dir, name="conformance") as devices:
-        yield devices
 
 
 def video_track(gum: Gum, constraints: Mapping[str, Any] | bool = True) -> MediaStreamTrack:
