@@ -49,6 +49,7 @@ class SourceReader:
             raise
         self._notify.setsockopt(zmq.LINGER, 0)
         self._notify.setsockopt(zmq.CONFLATE, 1)
+        self._timeout_ms = -1
         self._notify.setsockopt(zmq.SUBSCRIBE, b"")
         self._notify.connect(notify_endpoint)
         self._live = live
@@ -79,6 +80,8 @@ class SourceReader:
                 self.delivered += data.numberOfFrames
                 self.discarded = self._frames.overrun_frames
             return data
+        if self._frames.newest_seq <= self.last_seq:
+            return None  # nothing new: no need to build a frame to find out
         frame = self._frames.newest()
         if frame is None or frame.seq <= self.last_seq:
             return None
@@ -96,8 +99,16 @@ class SourceReader:
             slice_s = min(slice_s, deadline - time.monotonic())
             if slice_s <= 0:
                 raise ReadTimeoutError(f"no new frame on {self._ring.name!r} within the timeout")
-        if self._notify.poll(slice_s * 1000):
-            self._notify.recv(zmq.NOBLOCK)  # only a wake-up: the ring says what is new
+        # A blocking receive with a timeout costs one wake-up; poll-then-receive
+        # (a Poller built per call, then a second call) measured 15-40 us more.
+        timeout_ms = max(1, round(slice_s * 1000))
+        if timeout_ms != self._timeout_ms:
+            self._notify.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._timeout_ms = timeout_ms
+        try:
+            self._notify.recv()  # only a wake-up: the ring says what is new
+        except zmq.Again:
+            pass
 
     @property
     def newest_seq(self) -> int:
