@@ -40,11 +40,21 @@ def connect(run_dir: str) -> dict[str, object]:
             assert isinstance(frame, VideoFrame)
             intact = verify_pattern(frame.copy().data)
             track.stop()
-            return {"connect": "ok", "frame": frame.seq, "intact": intact}
+            return {"connect": "ok", "frame": frame.seq, "intact": intact,
+                    "fake_device": plug_fake_device(devices)}
     except MediaStreamError as exc:
         return {"connect": exc.name, "message": str(exc)}
     except PermissionError as exc:  # the file system refused before the daemon could
         return {"connect": "PermissionError", "message": str(exc)}
+
+
+def plug_fake_device(devices: MediaDevices) -> str:
+    """Only root and the daemon's own user may plug fake devices in."""
+    try:
+        devices.add_fake_device("videoinput", "intruder")
+    except MediaStreamError as exc:
+        return exc.name
+    return "ok"
 
 
 def map_ring(name: str) -> dict[str, object]:

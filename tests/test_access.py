@@ -229,6 +229,7 @@ def test_the_group_gates_sockets_and_rings_and_members_read_frames(open_base: Pa
 
             member = probe(run, segment, "audio")
             assert member["connect"] == "ok" and member["intact"] is True, member
+            assert member["fake_device"] == "NotAllowedError", member  # issue 3
             assert member["ring"] == "ok", member
 
             outsider = probe(run, segment)
