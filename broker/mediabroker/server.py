@@ -74,7 +74,7 @@ class Broker:
         self.config = config
         self.fakes = RuntimeFakes()
         self.devices = devices if devices is not None else discover_devices(config)
-        self.sessions = SessionTable()
+        self.sessions = SessionTable(lambda s: self._release_session(s, "its process exited"))
         self.tracks: dict[str, TrackRecord] = {}
         self.streams = StreamRegistry(self)
         self.counters = {"requests": 0, "malformed": 0, "errors": 0}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import psutil
@@ -45,9 +47,11 @@ class Session:
     process_created: float | None = None  # tells a reused pid from ours
     delivered: int | None = None  # frames its tracks read, as its heartbeats say
     discarded: int | None = None  # frames its tracks skipped
+    pidfd: int | None = None  # readable once the client's process exits (pidfd_open(2))
 
     def alive(self) -> bool:
-        """False once the client's process is gone (its pid gone or reused)."""
+        """False once the client's process is gone (its pid gone or reused);
+        polled only for a session without a pidfd."""
         try:
             created: float = psutil.Process(self.peer.pid).create_time()
         except psutil.Error:
@@ -60,8 +64,13 @@ class Session:
 
 
 class SessionTable:
-    def __init__(self) -> None:
+    """The open sessions. ``on_exit(session)`` runs on the event loop the moment
+    a client's process exits: the kernel tells, through a pidfd, so no
+    session costs a poll of /proc."""
+
+    def __init__(self, on_exit: Callable[[Session], None]) -> None:
         self._by_identity: dict[bytes, Session] = {}
+        self._on_exit = on_exit
 
     def __len__(self) -> int:
         return len(self._by_identity)
@@ -75,6 +84,9 @@ class SessionTable:
     def open(self, identity: bytes, peer: PeerCredentials, name: str) -> Session:
         now = time.monotonic()
         session = Session(identity, peer, name, now, now, process_created=_create_time(peer.pid))
+        session.pidfd = _pidfd(peer.pid)
+        if session.pidfd is not None:
+            asyncio.get_running_loop().add_reader(session.pidfd, self._on_exit, session)
         self._by_identity[identity] = session
         log.info("session opened: %r", session)
         return session
@@ -82,17 +94,29 @@ class SessionTable:
     def close(self, session: Session, reason: str) -> None:
         if self._by_identity.pop(session.identity, None) is not None:
             log.info("session closed (%s): %r", reason, session)
+        if session.pidfd is not None:
+            asyncio.get_running_loop().remove_reader(session.pidfd)
+            os.close(session.pidfd)
+            session.pidfd = None
 
     def expired(self, timeout_s: float) -> list[tuple[Session, str]]:
         """Sessions whose heartbeats stopped or whose process is gone, with why."""
         deadline = time.monotonic() - timeout_s
         found = []
         for session in self._by_identity.values():
-            if not session.alive():
+            if session.pidfd is None and not session.alive():
                 found.append((session, f"process {session.peer.pid} is gone"))
             elif session.last_seen < deadline:
                 found.append((session, f"no heartbeat for {timeout_s:g} s"))
         return found
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid``, or None (process gone, or a kernel before 5.3)."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
 
 
 def _create_time(pid: int) -> float | None:
