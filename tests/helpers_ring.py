@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,28 +21,6 @@ EXIT_MISMATCH = 3
 EXIT_TRACKER_STARTED = 4
 
 
-def wait_until(
-    predicate: Callable[[], T],
-    what: str,
-    *,
-    seen: Callable[[], Any] = lambda: None,
-    timeout_s: float = 30.0,
-    poll_s: float = 0.0005,
-) -> T:
-    """Poll ``predicate`` until it returns something truthy and return that.
-
-    Fails the test after ``timeout_s`` naming ``what`` and the last ``seen()``.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout_s} s waiting for {what}; saw {seen()!r}"
-            )
-        time.sleep(poll_s)
 
 
 def pixel_base(shape: tuple[int, ...]) -> np.ndarray:

@@ -23,7 +23,7 @@ from uuid import uuid4
 import helpers_ring
 import numpy as np
 import pytest
-from helpers_ring import pixel_base, pixels_for, samples_for, wait_until
+from helpers_ring import pixel_base, pixels_for, samples_for
 
 from mediastream.errors import FrameOverwrittenError, MediaStreamError, NotReadableError
 from mediastream.ring import (
@@ -40,6 +40,7 @@ from mediastream.ring import (
     free_shm_bytes,
     read_ring_pids,
 )
+from support import wait_until
 
 NS_PER_S = 1_000_000_000
 MIB = 1024 * 1024
@@ -587,8 +588,9 @@ def test_writer_in_a_spawned_child_lockstep(segments: Segments) -> None:
             parent_end.send(seq)
             wait_until(
                 lambda seq=seq: reader.newest_seq >= seq or not proc.is_alive(),
+                30,
                 f"frame {seq} from the writer child",
-                seen=lambda: (reader.newest_seq, proc.exitcode),
+                lambda: (reader.newest_seq, proc.exitcode),
             )
             frame = reader.newest()
             assert frame is not None, f"frame {seq} never arrived; child exit code {proc.exitcode}"
