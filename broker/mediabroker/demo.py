@@ -63,6 +63,7 @@ def _start_daemon(run_dir: Path, prefix: str) -> subprocess.Popen[bytes]:
         "WARNING",
         "serve",
         "--fake-devices",
+        "--no-hardware",  # the demo needs no probe of real cameras and microphones
         "--run-dir",
         str(run_dir),
         "--shm-prefix",
