@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
+
+from mediabroker.launch import ReadyListener, serve_command
 
 from . import SOURCE_ROOTS
 
@@ -114,52 +114,27 @@ class BenchDaemon:
         self.run_dir = work_dir / "run"
         self.prefix = prefix
         self.log_path = work_dir / "daemon.log"
-        self._notify_path = work_dir / "notify"
-        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind(str(self._notify_path))
+        self._ready = ReadyListener(work_dir / "notify")
         self._log = open(self.log_path, "wb")  # closed in close()
+        command = serve_command(self.run_dir, prefix, extra=("--idle-close", str(idle_close_s)))
         self.process = subprocess.Popen(
-            self._command(idle_close_s), env=self._env(), stdout=self._log, stderr=subprocess.STDOUT
+            command, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT
         )
         self.tree = ProcessTree(self.process.pid)
 
-    def _command(self, idle_close_s: float) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "mediabroker",
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--fake-devices",
-            "--run-dir",
-            str(self.run_dir),
-            "--shm-prefix",
-            self.prefix,
-            "--idle-close",
-            str(idle_close_s),
-        ]
-
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ, NOTIFY_SOCKET=str(self._notify_path))
+        env = {**os.environ, **self._ready.env}
         paths = [*(str(root) for root in SOURCE_ROOTS), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         return env
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Block until the daemon says READY=1; raise RuntimeError with its log if not."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._notify.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                message = self._notify.recv(4096).decode()
-            except TimeoutError:
-                raise RuntimeError(
-                    f"the daemon did not send READY=1 within {timeout:g} s "
-                    f"(exit status {self.process.poll()}); log:\n{self.log()}"
-                ) from None
-            if "READY=1" in message.split("\n"):
-                return
+        if self._ready.wait_for("READY=1", timeout) is None:
+            raise RuntimeError(
+                f"the daemon did not send READY=1 within {timeout:g} s "
+                f"(exit status {self.process.poll()}); log:\n{self.log()}"
+            )
 
     def log(self) -> str:
         self._log.flush()
@@ -181,8 +156,7 @@ class BenchDaemon:
         self.stop()
         _kill_leftovers(children)
         self._log.close()
-        self._notify.close()
-        self._notify_path.unlink(missing_ok=True)
+        self._ready.close()
 
 
 def _kill_leftovers(pids: list[int]) -> None:

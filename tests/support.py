@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import ClassVar, TypeVar
 
 import psutil
 
+from mediabroker.launch import ReadyListener, serve_command
 from mediastream.ring import SHM_DIR
 
 T = TypeVar("T")
@@ -98,32 +98,23 @@ class Daemon:
         self.config_path.write_text(config)
         self.prefix = prefix or unique_prefix()
         self.log_path = run_dir.parent / f"{run_dir.name}-daemon.log"
-        self._notify_path = run_dir.parent / f"{run_dir.name}-notify"
-        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._notify.bind(str(self._notify_path))
+        self._ready = ReadyListener(run_dir.parent / f"{run_dir.name}-notify")
         self._log = open(self.log_path, "wb")
-        command = [
-            *wrapper,
-            sys.executable,
-            "-m",
-            "mediabroker",
-            *(["--log-level", log_level] if log_level else []),
-            "serve",
+        options = (
             "--config",
             str(self.config_path),
-            "--fake-devices",
             *([] if hardware else ["--no-hardware"]),  # only tests of real devices probe them
-            "--run-dir",
-            str(run_dir),
-            "--shm-prefix",
-            self.prefix,
             "--idle-close",
             str(idle_close),
             *extra_args,
+        )
+        command = [
+            *wrapper,
+            *serve_command(run_dir, self.prefix, log_level=log_level, extra=options),
         ]
         self.process = subprocess.Popen(
             command,
-            env=child_env(NOTIFY_SOCKET=str(self._notify_path)),
+            env=child_env(**self._ready.env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -138,20 +129,13 @@ class Daemon:
         self.wait_notification("READY=1", timeout)
 
     def wait_notification(self, wanted: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        seen = []
-        while True:
-            self._notify.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                message = self._notify.recv(4096).decode()
-            except TimeoutError:
-                raise AssertionError(
-                    f"daemon did not send {wanted} within {timeout:g} s; sent {seen}; "
-                    f"exit status {self.process.poll()}; log:\n{self.log()}"
-                ) from None
-            seen.append(message)
-            if wanted in message.split("\n"):
-                return message
+        message = self._ready.wait_for(wanted, timeout)
+        if message is None:
+            raise AssertionError(
+                f"daemon did not send {wanted} within {timeout:g} s; sent {self._ready.seen}; "
+                f"exit status {self.process.poll()}; log:\n{self.log()}"
+            )
+        return message
 
     def note_children(self) -> set[int]:
         """Remember the daemon's current children, to check they are gone later."""
@@ -187,8 +171,7 @@ class Daemon:
             self.process.kill()
             self.process.wait(5)
         self._log.close()
-        self._notify.close()
-        self._notify_path.unlink(missing_ok=True)
+        self._ready.close()
         Daemon.LIVE.discard(self)
 
 

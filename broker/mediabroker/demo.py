@@ -13,7 +13,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from mediastream.ring import SHM_DIR
+
+from .launch import ReadyListener, serve_command
 
 __all__ = ["run_demo"]
 
@@ -40,51 +41,30 @@ class Report:
 
 
 def run_demo(consumers: int, duration_s: float, width: int, height: int) -> int:
-    with tempfile.TemporaryDirectory(prefix="mediabroker-demo-") as run_dir:
-        prefix = f"mbdemo{os.getpid()}."
-        daemon = _start_daemon(Path(run_dir), prefix)
-        try:
-            _wait_for_socket(Path(run_dir) / "control", daemon)
-            _run_consumers(Path(run_dir), consumers, duration_s, width, height)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            code = daemon.wait(timeout=15)
+    with tempfile.TemporaryDirectory(prefix="mediabroker-demo-") as work:
+        run_dir, prefix = Path(work) / "run", f"mbdemo{os.getpid()}."
+        with ReadyListener(Path(work) / "notify") as listener:
+            daemon = _start_daemon(run_dir, prefix, listener)
+            try:
+                if listener.wait_for("READY=1", DAEMON_START_S) is None:
+                    raise SystemExit(
+                        f"the daemon did not get ready within {DAEMON_START_S:g} s "
+                        f"(exit status {daemon.poll()})"
+                    )
+                _run_consumers(run_dir, consumers, duration_s, width, height)
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                code = daemon.wait(timeout=15)
         left = sorted(p.name for p in SHM_DIR.glob(prefix + "*"))
     print(f"daemon exited with status {code}; segments left in {SHM_DIR}: {len(left)}")
     return 0 if code == 0 and not left else 1
 
 
-def _start_daemon(run_dir: Path, prefix: str) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "mediabroker",
-        "--log-level",
-        "WARNING",
-        "serve",
-        "--fake-devices",
-        "--no-hardware",  # the demo needs no probe of real cameras and microphones
-        "--run-dir",
-        str(run_dir),
-        "--shm-prefix",
-        prefix,
-        "--idle-close",
-        "0.5",
-    ]
+def _start_daemon(run_dir: Path, prefix: str, listener: ReadyListener) -> subprocess.Popen[bytes]:
+    # The demo needs no probe of real cameras and microphones.
+    command = serve_command(run_dir, prefix, extra=("--no-hardware", "--idle-close", "0.5"))
     print("starting:", " ".join(command[1:]))
-    return subprocess.Popen(command)
-
-
-def _wait_for_socket(path: Path, daemon: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DAEMON_START_S
-    while not path.exists():
-        if daemon.poll() is not None:
-            raise SystemExit(
-                f"the daemon exited with status {daemon.returncode} before it bound {path}"
-            )
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the daemon did not bind {path} within {DAEMON_START_S:g} s")
-        time.sleep(0.02)  # waiting on another process's file: nothing to block on
+    return subprocess.Popen(command, env={**os.environ, **listener.env})
 
 
 def _run_consumers(run_dir: Path, count: int, duration_s: float, width: int, height: int) -> None:
