@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from mediabroker.launch import ReadyListener, serve_command
+from mediabroker.launcher import ReadyListener, serve_command
 
 from . import SOURCE_ROOTS
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mediabroker.fake import FakeCamera
+from mediabroker.capture.fake import FakeCamera
 from mediastream.ring import Ring, VideoFormat, VideoWriter
 
 from .specs import PACED_FPS

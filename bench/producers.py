@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
-from mediabroker.backends import Clock
-from mediabroker.fake import FakeCamera
+from mediabroker.capture.backend import Clock
+from mediabroker.capture.fake import FakeCamera
 from mediastream.ring import Ring, VideoFormat, VideoWriter
 from mediastream.wire import encode_frame_ready
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import zmq
 
-from mediabroker.fake import pattern_seq
+from mediabroker.capture.fake import pattern_seq
 from mediastream import MediaDevices, VideoFrame
 from mediastream.frames import NS_PER_S
 from mediastream.reader import SourceReader

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .config import BrokerConfig
-from .server import Broker
+from mediabroker.config import BrokerConfig
+from mediabroker.daemon.broker import Broker
 
 __all__ = ["Broker", "BrokerConfig"]

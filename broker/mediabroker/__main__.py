@@ -1,4 +1,4 @@
-from mediabroker.cli import main
+from mediabroker.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The capture process: one per open source, started with ``spawn``.
+
+It attaches to the ring the daemon created, drives one backend (the seam in
+`backends`), writes each frame straight into the next slot and announces it
+on the source's PUB socket. It tells the daemon what happens to it (ready,
+failed, ended) on a PUSH socket. A crash here costs a restart, never the
+daemon; the process exits on its own when the daemon is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import msgpack
+import zmq
+
+from mediabroker.capture.backend import (
+    AudioBackend,
+    BackendSpec,
+    CaptureError,
+    EndOfStream,
+    VideoBackend,
+    backend_counters,
+    open_audio_backend,
+    open_video_backend,
+)
+from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
+from mediastream.wire import encode_frame_ready
+
+__all__ = ["CaptureSpec", "capture_main", "decode_status"]
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILED = 3  # the backend could not open or failed: restart may help
+STATUS_LINGER_MS = 1000  # let the last status message reach the daemon
+COUNTERS_S = 1.0  # how often the backend's counters go to the daemon
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSpec:
+    """Everything a capture process needs; plain data across the spawn boundary."""
+
+    source_id: str
+    ring_name: str
+    backend: BackendSpec
+    frame_rate: float
+    notify_endpoint: str
+    status_endpoint: str
+    parent_pid: int
+    log_level: int = logging.INFO
+
+
+def decode_status(data: bytes) -> dict[str, Any]:
+    """A status message from a capture process (trusted: our own child)."""
+    message: dict[str, Any] = msgpack.unpackb(data, raw=False)
+    return message
+
+
+class _StopRequested(Exception):
+    """SIGTERM arrived while a backend waited for a frame (internal)."""
+
+
+class _Stop:
+    """SIGTERM's handler. The loop checks ``requested`` between frames; a
+    backend blocked waiting for a frame (a derived source whose parent is
+    stalled, a silent sound server) is interrupted instead."""
+
+    def __init__(self, parent_pid: int) -> None:
+        self.requested = False
+        self._parent_pid = parent_pid
+        self._waiting = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self._waiting:
+            self._waiting = False
+            raise _StopRequested
+
+    def should_stop(self) -> bool:
+        # An orphan (daemon killed) stops too: nothing would ever reap it.
+        return self.requested or os.getppid() != self._parent_pid
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a backend's blocking read: SIGTERM interrupts it."""
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+
+def capture_main(spec: CaptureSpec) -> None:
+    """Entry point of the capture process. Exits 0 when stopped or at the end
+    of the stream, `EXIT_FAILED` when the device failed."""
+    logging.basicConfig(
+        level=spec.log_level,
+        format=f"%(levelname)s capture[{spec.source_id}] %(message)s",
+        stream=sys.stderr,
+    )
+    stop = _Stop(spec.parent_pid)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    ctx = zmq.Context()
+    status = ctx.socket(zmq.PUSH)
+    status.setsockopt(zmq.LINGER, STATUS_LINGER_MS)
+    status.connect(spec.status_endpoint)
+    try:
+        code = _capture(spec, stop, ctx, status)
+    finally:
+        ctx.destroy(linger=STATUS_LINGER_MS)
+    sys.exit(code)
+
+
+class _Status:
+    """Tells the daemon what happens to this capture: ``ready`` after the first
+    frame, the backend's counters once a second, ``failed``, ``ended``."""
+
+    def __init__(self, socket: zmq.Socket[Any], source_id: str) -> None:
+        self._socket = socket
+        self._source_id = source_id
+        self._next_counters: float | None = None
+
+    def send(self, event: str, reason: str = "", counters: dict[str, float] | None = None) -> None:
+        message = {
+            "source": self._source_id,
+            "pid": os.getpid(),
+            "event": event,
+            "reason": reason,
+            "counters": counters or {},
+        }
+        self._socket.send(msgpack.packb(message))
+
+    def frame_done(self, backend: object) -> None:
+        now = time.monotonic()
+        if self._next_counters is None:
+            self.send("ready", counters=backend_counters(backend))
+        elif now < self._next_counters:
+            return
+        else:
+            self.send("counters", counters=backend_counters(backend))
+        self._next_counters = now + COUNTERS_S
+
+
+def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.Socket[Any]) -> int:
+    status = _Status(socket, spec.source_id)
+
+    with Ring.open(spec.ring_name, writable=True) as ring:
+        ring.set_pids(writer=os.getpid())
+        notify = ctx.socket(zmq.PUB)
+        notify.bind(spec.notify_endpoint)
+        try:
+            if isinstance(ring.format, VideoFormat):
+                video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
+                _closing(video, lambda: _video_loop(video, ring, notify, stop, status))
+            else:
+                audio = open_audio_backend(spec.backend, ring.format)
+                _closing(audio, lambda: _audio_loop(audio, ring, notify, stop, status))
+        except _StopRequested:
+            pass
+        except EndOfStream as exc:
+            ring.mark_ended()
+            status.send("ended", str(exc) or "end of stream")
+        except CaptureError as exc:
+            log.error("%s", exc)
+            status.send("failed", str(exc))
+            return EXIT_FAILED
+        finally:
+            notify.close(linger=0)
+    return 0
+
+
+def _closing(backend: VideoBackend | AudioBackend, run: Callable[[], None]) -> None:
+    try:
+        run()
+    finally:
+        backend.close()
+
+
+def _video_loop(
+    backend: VideoBackend,
+    ring: Ring,
+    notify: zmq.Socket[Any],
+    stop: _Stop,
+    status: _Status,
+) -> None:
+    writer = VideoWriter(ring)
+    while not stop.should_stop():
+        view = writer.begin()
+        with stop.waiting():
+            captured_ns = backend.read_into(view, writer.seq)
+        wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
+        notify.send(encode_frame_ready(writer.commit(captured_ns, wall_ns)))
+        status.frame_done(backend)
+
+
+def _audio_loop(
+    backend: AudioBackend,
+    ring: Ring,
+    notify: zmq.Socket[Any],
+    stop: _Stop,
+    status: _Status,
+) -> None:
+    writer = AudioWriter(ring)
+    while not stop.should_stop():
+        with stop.waiting():
+            block, captured_ns = backend.read_block()
+        writer.write(block, captured_ns)
+        notify.send(encode_frame_ready(writer.position))
+        status.frame_done(backend)

@@ -1,0 +1,3 @@
+from mediabroker.cli.main import main
+
+__all__ = ["main"]

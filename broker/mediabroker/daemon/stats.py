@@ -1,0 +1,83 @@
+"""Figures for ``mediabroker stats``: what each source and process costs now.
+
+The daemon reports counters and totals (frames written, CPU seconds, bytes);
+rates (fps, CPU %, drops per interval) are differences between two reports,
+computed by whoever asks (`mediabroker.cli.commands`), so the daemon keeps no
+per-observer state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from mediastream.errors import NotReadableError
+from mediastream.ring import Ring, VideoFormat
+
+if TYPE_CHECKING:
+    from mediabroker.config import BrokerConfig
+    from mediabroker.sources.manager import Source
+
+__all__ = ["process_figures", "source_figures"]
+
+log = logging.getLogger(__name__)
+
+
+def source_figures(source: Source, config: BrokerConfig) -> dict[str, Any]:
+    """Format, nominal rate, frames written so far (video frames or audio
+    sample frames), the newest frame's CLOCK_MONOTONIC ns and segment bytes."""
+    fmt = source.format
+    figures: dict[str, Any] = {"frameRate": source.frame_rate}
+    if isinstance(fmt, VideoFormat):
+        figures.update(
+            kind="video", width=fmt.width, height=fmt.height, pixelFormat=fmt.pixel_format
+        )
+    else:
+        figures.update(kind="audio", sampleRate=fmt.sample_rate, channels=fmt.channels)
+    figures.update(frames=0, newestNs=0, shmBytes=0)
+    try:
+        figures["shmBytes"] = (config.shm_dir / source.ring_name).stat().st_size
+        with Ring.open(source.ring_name, shm_dir=config.shm_dir) as ring:
+            figures["frames"] = int(ring.header["newest"])
+            figures["newestNs"] = int(ring.header["newest_ns"])
+    except (OSError, NotReadableError):
+        pass  # not created yet, or closing: zeros say so
+    return figures
+
+
+def _role(process: psutil.Process, roles: dict[int, str]) -> str:
+    if process.pid in roles:
+        return roles[process.pid]
+    if any("resource_tracker" in part for part in process.cmdline()):
+        return "resource tracker"  # multiprocessing's, started with the first capture
+    return process.name()
+
+
+def process_figures(sources: Iterable[Source]) -> list[dict[str, Any]]:
+    """The daemon and each of its child processes: role, CPU seconds, RSS."""
+    roles = {s.pid: f"capture {s.id}" for s in sources if s.pid is not None}
+    me = psutil.Process(os.getpid())
+    try:
+        processes = [me, *me.children(recursive=True)]
+    except psutil.Error:
+        processes = [me]
+    figures = []
+    for process in processes:
+        try:
+            with process.oneshot():
+                cpu = process.cpu_times()
+                figures.append(
+                    {
+                        "pid": process.pid,
+                        "role": "daemon" if process is me else _role(process, roles),
+                        "cpuSeconds": cpu.user + cpu.system,
+                        "rssBytes": process.memory_info().rss,
+                    }
+                )
+        except psutil.Error:
+            continue  # exited while we looked
+    return figures

@@ -1,0 +1,167 @@
+"""The daemon's side of tracks: which device and settings a request gets.
+
+Selection follows the spec's getUserMedia steps for one kind: the devices of
+that kind are the candidates (none: `NotFoundError`); SelectSettings runs on
+each (`constraints.select_settings`); the device with the smallest fitness
+distance wins, and if none can satisfy the required constraints, the
+`OverconstrainedError` names one that failed. A device already running is
+offered as it runs when it cannot change mode: a microphone in use keeps its
+rate and channels. A camera in use can be asked for anything it supports:
+the source manager re-opens it in a mode that covers every track.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mediabroker.constraints import refuse_required_outside_selection, select_settings
+from mediabroker.daemon.sessions import Session
+from mediabroker.devices.catalog import Device
+from mediabroker.sources.manager import Source
+from mediastream import wire
+from mediastream.errors import NotFoundError, OverconstrainedError
+from mediastream.ring import AudioFormat, RingFormat, VideoFormat
+
+__all__ = [
+    "TrackRecord",
+    "choose_device",
+    "ring_format",
+    "select_for_device",
+    "settings_for_source",
+    "settle_settings",
+]
+
+RunningSettings = Callable[[Device], dict[str, Any] | None]
+
+
+@dataclass(eq=False)
+class TrackRecord:
+    """One MediaStreamTrack held by one session."""
+
+    id: str
+    session: Session
+    source: Source
+    settings: dict[str, Any]
+    constraints: dict[str, Any] = field(default_factory=dict)
+    """The last successfully applied constraint set (getConstraints)."""
+
+    @property
+    def kind(self) -> str:
+        return self.source.device.media_kind
+
+    def to_wire(self) -> wire.TrackInfoDict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.source.device.label,
+            "muted": self.source.muted,
+            "settings": self.settings,
+            "constraints": self.constraints,
+            "capabilities": self.source.device.capabilities,
+            "ring": self.source.ring_name,
+            "notify": self.source.notify_endpoint,
+        }
+
+
+def choose_device(
+    devices: list[Device], kind: str, constraint_set: dict[str, Any], running: RunningSettings
+) -> tuple[Device, dict[str, Any]]:
+    """The best device of ``kind`` for ``constraint_set`` and the settings it
+    would run the track with. Raises `NotFoundError`, `OverconstrainedError`."""
+    candidates = [d for d in devices if d.media_kind == kind]
+    if not candidates:
+        raise NotFoundError(f"no {kind} input device is available")
+    refuse_required_outside_selection(constraint_set)
+    best: tuple[float, Device, dict[str, Any]] | None = None
+    failures: list[OverconstrainedError] = []
+    for device in candidates:
+        try:
+            settings, distance = select_for_device(device, constraint_set, running(device))
+        except OverconstrainedError as exc:
+            failures.append(exc)
+            continue
+        if best is None or distance < best[0]:
+            best = (distance, device, settings)
+    if best is None:
+        raise _common_failure(failures)
+    return best[1], best[2]
+
+
+def select_for_device(
+    device: Device, constraint_set: dict[str, Any], running: dict[str, Any] | None
+) -> tuple[dict[str, Any], float]:
+    """SelectSettings on one device, as it runs now. Returns (settings, distance)."""
+    capabilities = device.capabilities if running is None else device.capabilities_in_use(running)
+    selection = select_settings(capabilities, device.defaults, constraint_set)
+    settings = dict(selection.settings)
+    settings["deviceId"], settings["groupId"] = device.device_id, device.group_id
+    return settings, selection.distance
+
+
+def settle_settings(
+    settings: dict[str, Any], constraints: dict[str, Any], source: Source
+) -> dict[str, Any]:
+    """``resizeMode`` once the source is known: "none" for the camera's own
+    frames, "crop-and-scale" for a derived source's. Raises
+    `OverconstrainedError` when "none" is required but the camera runs in
+    another mode for other tracks."""
+    if source.device.kind != "videoinput":
+        return _audio_settings(settings, source)
+    if source.parent is not None:
+        if _requires(constraints.get("resizeMode"), "none"):
+            fmt = source.parent.format
+            assert isinstance(fmt, VideoFormat)
+            raise OverconstrainedError(
+                "resizeMode",
+                f"the camera runs at {fmt.width}x{fmt.height} "
+                f"{source.parent.frame_rate:g} fps for other tracks; resizeMode 'none' "
+                "allows only that",
+            )
+        return {**settings, "resizeMode": "crop-and-scale"}
+    return settings
+
+
+def _audio_settings(settings: dict[str, Any], source: Source) -> dict[str, Any]:
+    """The stream's real latency (seconds) and block size (sample frames per
+    callback, our extension) as the capture process measured them."""
+    measured = {
+        "latency": source.counters.get("latency"),
+        "blockSize": source.counters.get("blockSize"),
+    }
+    return {**settings, **{k: v for k, v in measured.items() if v is not None}}
+
+
+def _requires(constraint: Any, value: str) -> bool:
+    if not isinstance(constraint, dict) or "exact" not in constraint:
+        return False
+    exact = constraint["exact"]
+    return exact == value or (isinstance(exact, list) and exact == [value])
+
+
+def _common_failure(failures: list[OverconstrainedError]) -> OverconstrainedError:
+    """The spec's failedConstraint: one that failed on every device examined,
+    else the first device's (the spec allows any)."""
+    names = [f.constraint for f in failures]
+    for failure in failures:
+        if names.count(failure.constraint) == len(failures):
+            return failure
+    return failures[0]
+
+
+def ring_format(device: Device, settings: dict[str, Any]) -> tuple[RingFormat, float]:
+    """The ring format and frame rate a track with these settings reads."""
+    if device.kind == "videoinput":
+        pixel_format = settings.get("pixelFormat", "bgr24")
+        fmt = VideoFormat(settings["width"], settings["height"], pixel_format)
+        return fmt, float(settings["frameRate"])
+    return AudioFormat(settings["sampleRate"], settings["channelCount"]), 0.0
+
+
+def settings_for_source(source: Source) -> dict[str, Any]:
+    """The mode a running native source is in, as settings."""
+    fmt = source.format
+    if isinstance(fmt, VideoFormat):
+        return {"width": fmt.width, "height": fmt.height, "frameRate": source.frame_rate}
+    return {"sampleRate": fmt.sample_rate, "channelCount": fmt.channels}
