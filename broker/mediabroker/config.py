@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mediabroker.errors import ConfigError
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
 from mediastream.ring import SHM_DIR, check_segment_name
 
@@ -38,7 +39,6 @@ __all__ = [
     "KEY_OF_FIELD",
     "SCHEMA",
     "BrokerConfig",
-    "ConfigError",
     "FileSource",
     "load_config",
     "parse_config",
@@ -105,18 +105,6 @@ class BrokerConfig:
                 f"socket_mode {self.socket_mode:#o} must give the owner rw- and nothing but "
                 "read and write bits (e.g. 0o660)"
             )
-
-
-class ConfigError(ValueError):
-    """A setting the daemon cannot start with. The message names the file and
-    the key, and says what would be accepted."""
-
-    def __init__(self, message: str, *, path: Path | None = None, key: str | None = None) -> None:
-        self.path, self.key, self.reason = path, key, message
-        where = [str(path) if path is not None else "configuration"]
-        if key:
-            where.append(key)
-        super().__init__(f"{': '.join(where)}: {message}")
 
 
 # -- value parsers: (value, context) -> field value; raise ValueError ---------

@@ -15,12 +15,12 @@ import pytest
 from conftest import assert_nothing_left
 from mediabroker.config import (
     BrokerConfig,
-    ConfigError,
     FileSource,
     load_config,
     reloadable,
     resolve_config_path,
 )
+from mediabroker.errors import ConfigError
 from mediastream import MediaDevices
 from mediastream.ring import SHM_DIR, Ring
 from support import Daemon, child_env, segments, wait_until

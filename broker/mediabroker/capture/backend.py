@@ -13,15 +13,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mediabroker.errors import CaptureError
 from mediastream.ring import AudioFormat, VideoFormat
 
 __all__ = [
     "AudioBackend",
     "BackendSpec",
-    "CaptureError",
     "Clock",
     "backend_counters",
-    "EndOfStream",
     "VideoBackend",
     "open_audio_backend",
     "open_video_backend",
@@ -33,14 +32,6 @@ def backend_counters(backend: object) -> dict[str, float]:
     for the daemon's stats and track settings; {} for one that counts nothing."""
     counters = getattr(backend, "counters", None)
     return dict(counters()) if callable(counters) else {}
-
-
-class CaptureError(Exception):
-    """The device failed; the message says how, for the log and the client."""
-
-
-class EndOfStream(Exception):
-    """The source has no more frames (a file that does not loop, a removed device)."""
 
 
 class VideoBackend(Protocol):

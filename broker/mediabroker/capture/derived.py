@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from mediabroker.capture.backend import EndOfStream
+from mediabroker.errors import EndOfStream
 from mediastream.frames import NS_PER_S, VideoFrame
 from mediastream.ring import Ring, VideoFormat, VideoReader
 

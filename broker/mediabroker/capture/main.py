@@ -26,13 +26,12 @@ import zmq
 from mediabroker.capture.backend import (
     AudioBackend,
     BackendSpec,
-    CaptureError,
-    EndOfStream,
     VideoBackend,
     backend_counters,
     open_audio_backend,
     open_video_backend,
 )
+from mediabroker.errors import CaptureError, EndOfStream
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
 from mediastream.wire import encode_frame_ready
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mediabroker.capture.backend import CaptureError, Clock, EndOfStream
+from mediabroker.capture.backend import Clock
 from mediabroker.devices.v4l2 import (
     Mode,
     choose_mode,
@@ -34,6 +34,7 @@ from mediabroker.devices.v4l2 import (
     in_use_message,
     list_capture_nodes,
 )
+from mediabroker.errors import CaptureError, EndOfStream
 from mediastream.ring import VideoFormat
 
 __all__ = [

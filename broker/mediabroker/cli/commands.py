@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from mediabroker.errors import CommandError
 from mediastream import (
     AudioData,
     FrameOverwrittenError,
@@ -33,7 +34,6 @@ from mediastream import (
 )
 
 __all__ = [
-    "CommandError",
     "StatsSample",
     "capability_summary",
     "find_device",
@@ -57,14 +57,6 @@ KIND_WORDS = {
 }
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}  # the headless wheel has no H.264 encoder
 MIB = 1024 * 1024
-
-
-class CommandError(Exception):
-    """A command failed; ``status`` is its exit status (2: a usage mistake)."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # -- choosing a device -------------------------------------------------------

@@ -25,11 +25,11 @@ from mediabroker.config import (
     DEFAULT_CONFIG_PATH,
     LOG_LEVELS,
     BrokerConfig,
-    ConfigError,
     FileSource,
     load_config,
 )
 from mediabroker.config import reloadable as reloadable_config
+from mediabroker.errors import CommandError, ConfigError, StartError
 from mediastream.errors import MediaStreamError
 
 if TYPE_CHECKING:
@@ -456,7 +456,7 @@ def config_from_args(args: argparse.Namespace) -> BrokerConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mediabroker.daemon.rundir import RunDir, StartError
+    from mediabroker.daemon.rundir import RunDir
 
     load = functools.partial(config_from_args, args)
     try:
@@ -530,7 +530,6 @@ def _client(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
 
     @functools.wraps(command)
     def run(args: argparse.Namespace) -> int:
-        from mediabroker.cli.commands import CommandError
 
         try:
             return command(args)

@@ -21,16 +21,13 @@ from types import TracebackType
 
 from mediabroker.config import BrokerConfig
 from mediabroker.daemon.access import run_dir_mode, secure_path
+from mediabroker.errors import StartError
 
-__all__ = ["PID_FILE", "RunDir", "StartError"]
+__all__ = ["PID_FILE", "RunDir"]
 
 log = logging.getLogger(__name__)
 
 PID_FILE = "mediabroker.pid"
-
-
-class StartError(RuntimeError):
-    """The daemon cannot start here; the message says why and what to do."""
 
 
 class RunDir:

@@ -14,6 +14,7 @@ from mediabroker.capture.fake import FAKE_CAMERA_MAX
 from mediabroker.config import BrokerConfig
 from mediabroker.daemon.access import filter_devices
 from mediabroker.devices import portaudio, v4l2
+from mediabroker.errors import CaptureError
 from mediastream.errors import InvalidStateError, NotFoundError
 from mediastream.wire import DeviceInfoDict
 
@@ -226,7 +227,6 @@ def file_devices(config: BrokerConfig) -> list[Device]:
 
 
 def _probe_file(path: Path) -> tuple[int, int, float] | None:
-    from mediabroker.capture.backend import CaptureError
     from mediabroker.capture.opencv import probe_video_file
 
     try:

@@ -45,14 +45,13 @@ from typing import Any
 import numpy as np
 import psutil
 
-from mediabroker.capture.backend import CaptureError
+from mediabroker.errors import CaptureError, PortAudioMissing
 from mediastream.ring import AudioFormat
 
 __all__ = [
     "AUDIO_REPROBE_S",
     "InputDevice",
     "PortAudioMicrophone",
-    "PortAudioMissing",
     "audio_fingerprint",
     "list_input_devices",
     "probe_input_devices",
@@ -104,10 +103,6 @@ for d in sd.query_devices():
     })
 print(json.dumps({"devices": devices}))
 """
-
-
-class PortAudioMissing(CaptureError):
-    """``import sounddevice`` failed: libportaudio2 is not installed."""
 
 
 @dataclass(frozen=True, slots=True)

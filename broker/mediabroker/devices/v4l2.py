@@ -28,7 +28,7 @@ from typing import Any
 
 import psutil
 
-from mediabroker.capture.backend import CaptureError
+from mediabroker.errors import CaptureError
 
 __all__ = [
     "CANDIDATE_SIZES",

@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from conftest import assert_nothing_left
-from mediabroker.capture.backend import Clock, EndOfStream
+from mediabroker.capture.backend import Clock
 from mediabroker.capture.opencv import FileCamera, FrameStats, fill_slot, probe_video_file
 from mediabroker.config import BrokerConfig, FileSource
 from mediabroker.devices.catalog import file_devices
+from mediabroker.errors import EndOfStream
 from mediastream import MediaDevices, NotReadableError
 from mediastream.frames import VideoFrame
 from mediastream.ring import Ring, VideoFormat, VideoWriter

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from mediabroker.capture.fake import TONE_HZ, verify_pattern
-from mediabroker.cli.commands import CommandError, StatsSample, find_device, stats_report
+from mediabroker.cli.commands import StatsSample, find_device, stats_report
 from mediabroker.devices.catalog import fake_devices
+from mediabroker.errors import CommandError
 from mediastream import InputDeviceInfo, MediaDeviceInfo, MediaDevices
 from support import Daemon, run_mediabroker
 

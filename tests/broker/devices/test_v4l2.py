@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from mediabroker.capture.backend import CaptureError
 from mediabroker.capture.opencv import V4L2Camera
 from mediabroker.devices.catalog import stable_id, v4l2_devices
 from mediabroker.devices.v4l2 import (
@@ -36,6 +35,7 @@ from mediabroker.devices.v4l2 import (
     list_capture_nodes,
     native_modes,
 )
+from mediabroker.errors import CaptureError
 from mediastream.ring import VideoFormat
 
 USB = "devices/pci0000:00/0000:00:14.0/usb1"
