@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mediastream.errors import OverconstrainedError
+from mediastream.errors import ConstraintTypeError, OverconstrainedError
+from mediastream.wire import AUDIO_CONSTRAINTS, COMMON_CONSTRAINTS, VIDEO_CONSTRAINTS
 
 __all__ = [
     "Choice",
     "Domain",
     "NumberRange",
-    "SUPPORTED_CONSTRAINTS",
+    "PROPERTIES_OF_KIND",
     "Selection",
     "domains_from_capabilities",
     "parse_gum_constraints",
@@ -32,18 +33,12 @@ __all__ = [
     "select_settings",
 ]
 
-VIDEO_PROPERTIES = ("width", "height", "aspectRatio", "frameRate", "resizeMode", "pixelFormat")
-AUDIO_PROPERTIES = (
-    "sampleRate",
-    "sampleSize",
-    "channelCount",
-    "latency",
-    "echoCancellation",
-    "autoGainControl",
-    "noiseSuppression",
-)
-COMMON_PROPERTIES = ("deviceId", "groupId", "facingMode")
-SUPPORTED_CONSTRAINTS = COMMON_PROPERTIES + VIDEO_PROPERTIES + AUDIO_PROPERTIES
+# The vocabulary is the contract's (mediastream.wire), so that what
+# getSupportedConstraints() claims is what this module narrows.
+PROPERTIES_OF_KIND = {
+    "video": frozenset(COMMON_CONSTRAINTS + VIDEO_CONSTRAINTS),
+    "audio": frozenset(COMMON_CONSTRAINTS + AUDIO_CONSTRAINTS),
+}
 # Spec properties we do not support, and that getUserMedia may not require:
 # requiring one is a TypeError there, not an unsatisfiable constraint.
 NOT_FOR_DEVICE_SELECTION = frozenset({"backgroundBlur"})
@@ -261,8 +256,9 @@ def _distance(value: Any, ideal: Any) -> float:
 def parse_gum_constraints(constraints: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Validate getUserMedia's argument; return {"audio"|"video": constraint set}.
 
-    Raises the builtin `TypeError` when nothing is requested, or a value or a
-    constraint has the wrong type, as the spec's IDL conversion would.
+    Raises `ConstraintTypeError` (the spec's TypeError) when nothing is
+    requested, or a value or a constraint has the wrong type, as the spec's
+    IDL conversion would.
     """
     requested: dict[str, dict[str, Any]] = {}
     for kind in ("audio", "video"):
@@ -272,31 +268,33 @@ def parse_gum_constraints(constraints: Mapping[str, Any]) -> dict[str, dict[str,
         elif isinstance(value, Mapping):
             requested[kind] = _check_constraint_set(kind, value)
         elif value is not False:
-            raise TypeError(f"{kind} must be a bool or a constraints dict, not {value!r:.60}")
+            raise ConstraintTypeError(
+                f"{kind} must be a bool or a constraints dict, not {value!r:.60}"
+            )
     if not requested:
-        raise TypeError("getUserMedia needs audio or video (or both) requested")
+        raise ConstraintTypeError("getUserMedia needs audio or video (or both) requested")
     return requested
 
 
 def parse_track_constraints(kind: str, constraints: Mapping[str, Any]) -> dict[str, Any]:
     """Validate applyConstraints' argument for a track of ``kind`` ("audio" or
-    "video"); raises the builtin `TypeError` for values of the wrong type."""
+    "video"); raises `ConstraintTypeError` for values of the wrong type."""
     return _check_constraint_set(kind, constraints)
 
 
 def refuse_required_outside_selection(value: Mapping[str, Any]) -> None:
     """getUserMedia's step after the NotFound check: a required constraint
-    that may not choose a device is a `TypeError`."""
+    that may not choose a device is a `ConstraintTypeError`."""
     for name in NOT_FOR_DEVICE_SELECTION & set(value):
         required = value[name]
         if isinstance(required, Mapping) and set(required) & {"exact", "min", "max"}:
-            raise TypeError(f"{name} may not be required when choosing a device")
+            raise ConstraintTypeError(f"{name} may not be required when choosing a device")
 
 
 def _check_constraint_set(kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
     # Video keeps backgroundBlur so that getUserMedia can refuse it in order.
-    video = set(VIDEO_PROPERTIES) | NOT_FOR_DEVICE_SELECTION
-    own = set(COMMON_PROPERTIES) | (video if kind == "video" else set(AUDIO_PROPERTIES))
+    extra = NOT_FOR_DEVICE_SELECTION if kind == "video" else frozenset()
+    own = PROPERTIES_OF_KIND[kind] | extra
     checked: dict[str, Any] = {}
     for name, constraint in value.items():
         if name == "advanced":
@@ -306,9 +304,9 @@ def _check_constraint_set(kind: str, value: Mapping[str, Any]) -> dict[str, Any]
     return checked
 
 
-def _check_advanced(kind: str, advanced: Any, own: set[str]) -> list[dict[str, Any]]:
+def _check_advanced(kind: str, advanced: Any, own: frozenset[str]) -> list[dict[str, Any]]:
     if not isinstance(advanced, list) or not all(isinstance(s, Mapping) for s in advanced):
-        raise TypeError("advanced must be a list of constraint sets")
+        raise ConstraintTypeError("advanced must be a list of constraint sets")
     return [{k: _check_constraint(k, v) for k, v in s.items() if k in own} for s in advanced]
 
 
@@ -316,7 +314,7 @@ def _check_constraint(name: str, constraint: Any) -> Any:
     if isinstance(constraint, Mapping):
         unknown = set(constraint) - NUMBER_KEYS
         if unknown:
-            raise TypeError(f"{name}: unknown constraint key {sorted(unknown)[0]!r}")
+            raise ConstraintTypeError(f"{name}: unknown constraint key {sorted(unknown)[0]!r}")
         for value in constraint.values():
             _check_value(name, value)
         return dict(constraint)
@@ -330,4 +328,4 @@ def _check_value(name: str, value: Any) -> None:
         isinstance(value, list) and all(isinstance(v, str) for v in value)
     )
     if not ok or (isinstance(value, float) and not math.isfinite(value)):
-        raise TypeError(f"{name}: {value!r:.60} is not a valid constraint value")
+        raise ConstraintTypeError(f"{name}: {value!r:.60} is not a valid constraint value")

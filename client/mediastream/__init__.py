@@ -13,6 +13,7 @@ import logging
 from .devices import DeviceChangeEvent, InputDeviceInfo, MediaDeviceInfo, MediaDevices
 from .errors import (
     AbortError,
+    ConstraintTypeError,
     FrameOverwrittenError,
     InvalidStateError,
     MediaStreamError,
@@ -31,6 +32,7 @@ from .track import MediaStreamTrack
 __all__ = [
     "AbortError",
     "AudioData",
+    "ConstraintTypeError",
     "DeviceChangeEvent",
     "Event",
     "FrameOverwrittenError",

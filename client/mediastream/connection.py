@@ -34,7 +34,7 @@ from .errors import (
     ProtocolError,
     error_from_wire,
 )
-from .paths import control_endpoint, events_endpoint
+from .paths import CONTROL, control_endpoint, events_endpoint
 
 __all__ = ["BrokerConnection"]
 
@@ -66,7 +66,7 @@ class BrokerConnection:
         on_lost: Callable[[str], None],
         counts: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
-        control_path = run_dir / "control"
+        control_path = run_dir / CONTROL
         try:
             present = control_path.exists()
         except PermissionError as exc:

@@ -16,37 +16,18 @@ from typing import Any, Literal, ParamSpec, cast
 import zmq
 
 from .connection import BrokerConnection, process_name
-from .errors import InvalidStateError, ProtocolError
+from .errors import ConstraintTypeError, InvalidStateError, ProtocolError
 from .events import Event, EventHandler, EventTarget
 from .paths import resolve_run_dir
 from .stream import MediaStream
 from .track import MediaStreamTrack
-from .wire import DeviceInfoDict, TrackInfoDict
+from .wire import SUPPORTED_CONSTRAINTS, DeviceInfoDict, TrackInfoDict
 
 __all__ = ["DeviceChangeEvent", "InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
 
 log = logging.getLogger(__name__)
 MAX_EARLY_TOPICS = 256
 P = ParamSpec("P")
-
-SUPPORTED_CONSTRAINTS = (
-    "width",
-    "height",
-    "aspectRatio",
-    "frameRate",
-    "facingMode",
-    "resizeMode",
-    "sampleRate",
-    "sampleSize",
-    "echoCancellation",
-    "autoGainControl",
-    "noiseSuppression",
-    "latency",
-    "channelCount",
-    "deviceId",
-    "groupId",
-)
-
 
 DeviceKind = Literal["videoinput", "audioinput", "audiooutput"]
 
@@ -139,19 +120,25 @@ class MediaDevices(EventTarget):
         return [_device_info(d) for d in result["devices"]]
 
     def getSupportedConstraints(self) -> dict[str, bool]:
-        return {name: True for name in SUPPORTED_CONSTRAINTS}
+        """``{name: True}`` for each constrainable property the daemon
+        understands (`wire.SUPPORTED_CONSTRAINTS`, ``pixelFormat`` included);
+        a new dict each call."""
+        return dict.fromkeys(SUPPORTED_CONSTRAINTS, True)
 
     def getUserMedia(self, constraints: Mapping[str, Any] | None = None) -> MediaStream:
         """A stream with one track per requested kind.
 
-        Raises builtin `TypeError` when nothing is requested, `NotFoundError`,
+        Raises `ConstraintTypeError` (a `TypeError`) when nothing is requested
+        or a constraint is malformed, `NotFoundError`,
         `OverconstrainedError`, `NotReadableError`, `AbortError`, and
         `InvalidStateError` once closed.
         """
         if constraints is None:
-            raise TypeError("getUserMedia needs audio or video (or both) requested")
+            raise ConstraintTypeError("getUserMedia needs audio or video (or both) requested")
         if not isinstance(constraints, Mapping):
-            raise TypeError(f"constraints must be a dict, not {type(constraints).__name__}")
+            raise ConstraintTypeError(
+                f"constraints must be a dict, not {type(constraints).__name__}"
+            )
         result = self._connection_request("getUserMedia", {"constraints": dict(constraints)})
         return MediaStream([self._adopt_track(info) for info in result["tracks"]])
 
@@ -176,9 +163,12 @@ class MediaDevices(EventTarget):
         """Our extension: publish ``stream`` under ``name`` for other processes
         to `attachStream`. Later ``addTrack``/``removeTrack`` calls on it are
         mirrored to every attached stream. Its tracks must come from this
-        MediaDevices. Raises `InvalidStateError` if another process holds the name."""
+        MediaDevices. Raises `InvalidStateError` if another process holds the
+        name, `ConstraintTypeError` (a `TypeError`) for a bad stream or name."""
         if not isinstance(stream, MediaStream):
-            raise TypeError(f"publishStream takes a MediaStream, not {type(stream).__name__}")
+            raise ConstraintTypeError(
+                f"publishStream takes a MediaStream, not {type(stream).__name__}"
+            )
         self._send_stream(stream, name)
         stream._observe(lambda changed: self._send_stream(changed, name))
 

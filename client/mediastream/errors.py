@@ -10,15 +10,21 @@
      +-- ReadTimeoutError           also a builtin TimeoutError
      +-- FrameOverwrittenError      a zero-copy frame was reused by the writer
      +-- ProtocolError              a malformed message; also a ValueError
+     +-- ConstraintTypeError        the spec's TypeError; also a builtin TypeError
 
-The spec's ``TypeError`` travels on the wire under its name and is raised
-as the builtin ``TypeError``, as in JavaScript.
+`ConstraintTypeError` is the spec's ``TypeError`` (malformed constraints or
+arguments, as WebIDL conversion would reject them): its ``name`` is
+``"TypeError"``, it travels on the wire under that name, and ``except
+TypeError`` catches it, as in JavaScript. Being a `MediaStreamError` keeps it
+apart from a ``TypeError`` that is a bug: the daemon answers only deliberate
+errors as the client's fault.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AbortError",
+    "ConstraintTypeError",
     "FrameOverwrittenError",
     "InvalidStateError",
     "MediaStreamError",
@@ -33,7 +39,7 @@ __all__ = [
 
 
 class MediaStreamError(Exception):
-    """Base of every error this package raises (except the builtin TypeError).
+    """Base of every error this package raises on purpose.
 
     Carries DOMException's members: ``name``, ``message`` and ``code`` (the
     legacy numeric code, 0 for names that never had one).
@@ -97,6 +103,18 @@ class ProtocolError(MediaStreamError, ValueError):
     """A message that does not follow `mediastream.wire`."""
 
 
+class ConstraintTypeError(MediaStreamError, TypeError):
+    """The spec's TypeError: malformed constraints or arguments.
+
+    Not a DOMException: ``name`` is ``"TypeError"``, the name it travels
+    under on the wire, and there is no ``constraint``.
+    """
+
+    @property
+    def name(self) -> str:
+        return "TypeError"
+
+
 _BY_NAME: dict[str, type[MediaStreamError]] = {
     cls.__name__: cls
     for cls in (
@@ -110,14 +128,14 @@ _BY_NAME: dict[str, type[MediaStreamError]] = {
 }
 
 
-def error_from_wire(name: str, message: str, constraint: str | None) -> Exception:
+def error_from_wire(name: str, message: str, constraint: str | None) -> MediaStreamError:
     """Turn an error reply's fields into the exception of the same name.
 
     An unknown name becomes a `ProtocolError`: a newer daemon must not make an
     older client raise something it cannot catch by the base class.
     """
     if name == "TypeError":
-        return TypeError(message)
+        return ConstraintTypeError(message)
     if name == "OverconstrainedError":
         return OverconstrainedError(constraint or "", message)
     cls = _BY_NAME.get(name)

@@ -29,12 +29,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, overload, runtime_checkable
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
-
-    from .stream import TrackLike
 else:
     from typing import TypeVar
 
@@ -44,9 +42,32 @@ __all__ = [
     "EventListener",
     "EventTarget",
     "MediaStreamTrackEvent",
+    "TrackLike",
 ]
 
 _log = logging.getLogger(__name__)
+
+
+# Here rather than in stream.py: MediaStreamTrackEvent checks its track
+# against it, and stream.py imports this module, never the other way round.
+@runtime_checkable
+class TrackLike(Protocol):
+    """What a stream needs from a track; `MediaStreamTrack` satisfies it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str:
+        """``"audio"`` or ``"video"``."""
+        ...
+
+    @property
+    def readyState(self) -> str:
+        """``"live"`` or ``"ended"``."""
+        ...
+
+    def clone(self) -> TrackLike: ...
 
 
 class Event:
@@ -121,9 +142,6 @@ class MediaStreamTrackEvent(Event):
 
 def _track_from_init(init: object) -> TrackLike:
     """The validated ``init["track"]`` of a MediaStreamTrackEventInit."""
-    # Imported here: stream.py imports this module, and owns TrackLike.
-    from .stream import TrackLike
-
     if not isinstance(init, Mapping):
         raise TypeError(f"MediaStreamTrackEvent needs an init mapping with 'track', not {init!r}")
     track = init.get("track")

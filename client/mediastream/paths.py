@@ -1,4 +1,9 @@
-"""Where the daemon's sockets and segments live; both sides resolve it alike."""
+"""Where the daemon's sockets and segments live; both sides resolve it alike.
+
+The daemon binds its sockets as files in its run dir, under the names below;
+clients and the daemon build every ``ipc://`` endpoint with `endpoint` and
+turn one back into its file with `socket_path`.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,30 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "CAPTURE_STATUS",
+    "CONTROL",
+    "DAEMON_SOCKETS",
     "DEFAULT_SHM_PREFIX",
+    "EVENTS",
+    "SOURCE_PREFIX",
     "control_endpoint",
+    "endpoint",
     "events_endpoint",
     "resolve_run_dir",
     "resolve_shm_prefix",
+    "socket_path",
     "source_endpoint",
 ]
 
 SYSTEM_RUN_DIR = Path("/run/mediabroker")
 DEFAULT_SHM_PREFIX = "mediabroker."
+
+CONTROL = "control"  # ROUTER: clients' requests, replies and notices
+EVENTS = "events"  # PUB: broadcasts to every client (heartbeat, shutdown)
+CAPTURE_STATUS = "capture-status"  # PULL: the capture processes' reports
+DAEMON_SOCKETS = (CONTROL, EVENTS, CAPTURE_STATUS)  # what the daemon binds in its run dir
+SOURCE_PREFIX = "source-"  # + source id: one PUB per source, bound by its capture process
+IPC = "ipc://"
 
 
 def resolve_run_dir() -> Path:
@@ -38,14 +57,27 @@ def resolve_shm_prefix() -> str:
     return os.environ.get("MEDIABROKER_SHM_PREFIX") or DEFAULT_SHM_PREFIX
 
 
+def endpoint(run_dir: Path, name: str) -> str:
+    """The ``ipc://`` endpoint of the socket file ``name`` in ``run_dir``."""
+    return f"{IPC}{run_dir / name}"
+
+
+def socket_path(endpoint: str) -> Path:
+    """The socket file of an ``ipc://`` endpoint; raises `ValueError` for
+    any other transport."""
+    if not endpoint.startswith(IPC):
+        raise ValueError(f"{endpoint!r} is not an {IPC} endpoint")
+    return Path(endpoint.removeprefix(IPC))
+
+
 def control_endpoint(run_dir: Path) -> str:
-    return f"ipc://{run_dir / 'control'}"
+    return endpoint(run_dir, CONTROL)
 
 
 def events_endpoint(run_dir: Path) -> str:
-    return f"ipc://{run_dir / 'events'}"
+    return endpoint(run_dir, EVENTS)
 
 
 def source_endpoint(run_dir: Path, source_id: str) -> str:
     """The PUB socket on which a source announces each new frame."""
-    return f"ipc://{run_dir / ('source-' + source_id)}"
+    return endpoint(run_dir, SOURCE_PREFIX + source_id)

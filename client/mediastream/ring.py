@@ -63,6 +63,7 @@ __all__ = [
     "check_segment_name",
     "free_shm_bytes",
     "read_ring_pids",
+    "ring_bytes",
 ]
 
 SHM_DIR = Path("/dev/shm")
@@ -179,6 +180,12 @@ def _layout(fmt: RingFormat, slots: int) -> tuple[int, int]:
         return stride, HEADER_BYTES + stride * slots
     sample_bytes = 4 * fmt.channels
     return sample_bytes, HEADER_BYTES + _align(sample_bytes * slots)
+
+
+def ring_bytes(fmt: RingFormat, slots: int) -> int:
+    """The size in bytes of the segment `Ring.create` makes for ``fmt`` and
+    ``slots`` (video frames, or audio frames per channel), header included."""
+    return _layout(fmt, slots)[1]
 
 
 class Ring:

@@ -15,34 +15,14 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, cast
 
-from .events import Event, EventHandler, EventTarget, MediaStreamTrackEvent
+from .events import Event, EventHandler, EventTarget, MediaStreamTrackEvent, TrackLike
 
 if TYPE_CHECKING:
     from .track import MediaStreamTrack
 
-__all__ = ["MediaStream", "TrackLike"]
-
-
-@runtime_checkable
-class TrackLike(Protocol):
-    """What a stream needs from a track; `MediaStreamTrack` satisfies it."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def kind(self) -> str:
-        """``"audio"`` or ``"video"``."""
-        ...
-
-    @property
-    def readyState(self) -> str:
-        """``"live"`` or ``"ended"``."""
-        ...
-
-    def clone(self) -> TrackLike: ...
+__all__ = ["MediaStream"]
 
 
 class MediaStream(EventTarget[Event]):

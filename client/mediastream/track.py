@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import InvalidStateError, NotReadableError, ReadTimeoutError
+from .errors import ConstraintTypeError, InvalidStateError, NotReadableError, ReadTimeoutError
 from .events import Event, EventHandler, EventTarget
 from .frames import AudioData, VideoFrame, black_frame
 from .reader import ReaderClosed, SourceReader
@@ -114,12 +114,14 @@ class MediaStreamTrack(EventTarget):
 
         What the track delivers changes with it (size, frame rate, pixel
         format); reads after the return see the new frames. Raises
-        `OverconstrainedError` (settings and constraints unchanged) and the
-        builtin `TypeError` for malformed constraints. On an ended track it
-        does nothing.
+        `OverconstrainedError` (settings and constraints unchanged) and
+        `ConstraintTypeError` (a `TypeError`) for malformed constraints. On an
+        ended track it does nothing.
         """
         if constraints is not None and not isinstance(constraints, Mapping):
-            raise TypeError(f"constraints must be a dict, not {type(constraints).__name__}")
+            raise ConstraintTypeError(
+                f"constraints must be a dict, not {type(constraints).__name__}"
+            )
         if self._ready_state == "ended":
             return
         result = self._devices._connection_request(

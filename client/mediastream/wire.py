@@ -33,9 +33,13 @@ import msgpack
 from .errors import ProtocolError
 
 __all__ = [
+    "AUDIO_CONSTRAINTS",
+    "COMMON_CONSTRAINTS",
     "MAX_MESSAGE_BYTES",
     "OPS",
     "PROTOCOL_VERSION",
+    "SUPPORTED_CONSTRAINTS",
+    "VIDEO_CONSTRAINTS",
     "DeviceInfoDict",
     "Notice",
     "Reply",
@@ -94,6 +98,24 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "attachStream": {"name": (str, True)},
 }
 NO_REPLY_OPS = frozenset({"heartbeat"})
+
+# The constrainable properties the daemon understands, by the kind of track
+# they belong to: getSupportedConstraints() lists them, and the daemon's
+# constraint code narrows exactly these (a constraint of the other kind is
+# dropped, an unknown one ignored, as the spec says). pixelFormat is ours,
+# not the spec's (bgr24, rgb24, gray8).
+COMMON_CONSTRAINTS = ("deviceId", "groupId", "facingMode")
+VIDEO_CONSTRAINTS = ("width", "height", "aspectRatio", "frameRate", "resizeMode", "pixelFormat")
+AUDIO_CONSTRAINTS = (
+    "sampleRate",
+    "sampleSize",
+    "channelCount",
+    "latency",
+    "echoCancellation",
+    "autoGainControl",
+    "noiseSuppression",
+)
+SUPPORTED_CONSTRAINTS = COMMON_CONSTRAINTS + VIDEO_CONSTRAINTS + AUDIO_CONSTRAINTS
 
 
 class DeviceInfoDict(TypedDict):

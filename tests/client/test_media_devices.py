@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mediastream import (
+    ConstraintTypeError,
     InputDeviceInfo,
     InvalidStateError,
     MediaDevices,
+    MediaStream,
+    MediaStreamTrack,
     NotReadableError,
     OverconstrainedError,
 )
+from mediastream.wire import SUPPORTED_CONSTRAINTS
 from support import Daemon
 
 
@@ -37,19 +43,48 @@ def test_device_ids_are_stable_across_daemons(daemon: Daemon, shared_devices: Me
         assert other.enumerateDevices() == shared_devices.enumerateDevices()
 
 
+def test_supported_constraints_are_the_contracts(shared_devices: MediaDevices) -> None:
+    """The list the daemon's constraint code reads, pixelFormat included."""
+    supported = shared_devices.getSupportedConstraints()
+    assert supported == dict.fromkeys(SUPPORTED_CONSTRAINTS, True)
+    assert supported["pixelFormat"] is True
+
+
 @pytest.mark.parametrize("constraints", [None, {}, {"video": False, "audio": False}, {"foo": True}])
 def test_get_user_media_with_nothing_requested_is_a_type_error(
     shared_devices: MediaDevices, constraints: dict[str, object] | None
 ) -> None:
-    with pytest.raises(TypeError):
+    """None is refused by the client, the others by the daemon: the same class."""
+    with pytest.raises(ConstraintTypeError) as caught:
+        shared_devices.getUserMedia(constraints)
+    assert isinstance(caught.value, TypeError) and caught.value.name == "TypeError"
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        "video",  # refused by the client
+        {"video": "yes"},
+        {"video": {"width": {"between": 3}}},
+        {"video": {"advanced": {"width": 3}}},
+        {"audio": {"sampleRate": [44100]}},
+        {"video": {"backgroundBlur": {"exact": True}}},
+    ],
+    ids=repr,
+)
+def test_get_user_media_rejects_bad_constraint_types(
+    shared_devices: MediaDevices, constraints: Any
+) -> None:
+    with pytest.raises(ConstraintTypeError):
         shared_devices.getUserMedia(constraints)
 
 
-def test_get_user_media_rejects_bad_constraint_types(shared_devices: MediaDevices) -> None:
-    with pytest.raises(TypeError):
-        shared_devices.getUserMedia({"video": "yes"})
-    with pytest.raises(TypeError):
-        shared_devices.getUserMedia({"video": {"width": {"between": 3}}})
+@pytest.mark.parametrize("constraints", ["wide", {"width": {"exact": [640]}}], ids=repr)
+def test_apply_constraints_rejects_bad_constraint_types(
+    make_track: Callable[[str], MediaStreamTrack], constraints: Any
+) -> None:
+    with pytest.raises(ConstraintTypeError):
+        make_track("video").applyConstraints(constraints)
 
 
 @pytest.mark.parametrize(
@@ -116,3 +151,16 @@ def test_unclosed_media_devices_warns(daemon: Daemon) -> None:
     with pytest.warns(ResourceWarning, match="unclosed"):
         del devices
         gc.collect()
+
+
+def test_our_extensions_answer_bad_arguments_with_the_specs_type_error(
+    shared_devices: MediaDevices,
+) -> None:
+    """The daemon's deliberate TypeErrors (a fake device's kind, a stream's
+    name) reach the client as `ConstraintTypeError`, not as internal errors."""
+    with pytest.raises(ConstraintTypeError, match="kind must be"):
+        shared_devices.add_fake_device("videooutput", "Nope")
+    with pytest.raises(ConstraintTypeError, match="stream name"):
+        shared_devices.publishStream(MediaStream(), "")
+    with pytest.raises(ConstraintTypeError, match="takes a MediaStream"):
+        shared_devices.publishStream([], "cams")  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from mediastream.ring import (
     check_segment_name,
     free_shm_bytes,
     read_ring_pids,
+    ring_bytes,
 )
 from support import ring_children, wait_until
 from support.ring_children import pixel_base, pixels_for, samples_for
@@ -417,6 +418,26 @@ def test_segment_is_preallocated(segments: Segments) -> None:
     assert st.st_blocks * 512 >= st.st_size, (
         f"only {st.st_blocks * 512} of {st.st_size} bytes allocated"
     )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "slots"),
+    [
+        (VideoFormat(640, 480), 4),
+        (VideoFormat(7, 3, "gray8"), 2),  # a slot that needs padding to 64 bytes
+        (VideoFormat(1920, 1080, "rgb24"), 8),
+        (AudioFormat(48000, 2), 48000),
+        (AudioFormat(44100, 1), 1001),  # PCM that needs padding to 64 bytes
+    ],
+    ids=repr,
+)
+def test_ring_bytes_is_what_create_allocates(
+    segments: Segments, fmt: RingFormat, slots: int
+) -> None:
+    """The daemon's budget counts with `ring_bytes`: it must be the segment's size."""
+    ring = segments.create(fmt, slots=slots)
+    assert os.stat(SHM_DIR / ring.name).st_size == ring_bytes(fmt, slots)
+    assert len(ring.buffer) == ring_bytes(fmt, slots)
 
 
 def test_create_refuses_when_shm_has_no_room(segments: Segments) -> None:

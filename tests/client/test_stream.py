@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from mediastream.events import Event, MediaStreamTrackEvent
-from mediastream.stream import MediaStream, TrackLike
+from mediastream.events import Event, MediaStreamTrackEvent, TrackLike
+from mediastream.stream import MediaStream
 from mediastream.track import MediaStreamTrack
 
 ID_CHARS = re.compile(r"^[\x21\x23-\x27\x2A-\x2B\x2D-\x2E\x30-\x39\x41-\x5A\x5E-\x7E]*$")

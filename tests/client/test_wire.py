@@ -14,15 +14,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mediabroker.constraints import PROPERTIES_OF_KIND, parse_track_constraints
 from mediastream import errors
-from mediastream.errors import MediaStreamError, ProtocolError, error_from_wire
+from mediastream.errors import (
+    ConstraintTypeError,
+    MediaStreamError,
+    ProtocolError,
+    error_from_wire,
+)
 from mediastream.wire import (
+    AUDIO_CONSTRAINTS,
+    COMMON_CONSTRAINTS,
     MAX_CONTAINER_ITEMS,
     MAX_MESSAGE_BYTES,
     MAX_STRING_BYTES,
     MAX_TOPIC_BYTES,
     OPS,
     PROTOCOL_VERSION,
+    SUPPORTED_CONSTRAINTS,
+    VIDEO_CONSTRAINTS,
     Reply,
     Request,
     decode_event,
@@ -495,9 +505,11 @@ def test_error_from_wire_maps_dom_exception_names(name: str) -> None:
     assert str(error) == "the message"
 
 
-def test_error_from_wire_type_error_is_the_builtin() -> None:
+def test_error_from_wire_type_error_is_a_constraint_type_error() -> None:
+    """The spec's TypeError: still caught by ``except TypeError``."""
     error = error_from_wire("TypeError", "constraints must be a dictionary", None)
-    assert type(error) is TypeError
+    assert type(error) is ConstraintTypeError
+    assert isinstance(error, TypeError) and error.name == "TypeError"
     assert str(error) == "constraints must be a dictionary"
 
 
@@ -526,7 +538,7 @@ def test_error_from_wire_unknown_names_become_protocol_errors(name: str) -> None
 def test_error_reply_to_exception_end_to_end(name: str) -> None:
     reply = decode_reply(encode_error(9, name, "failed", "height"))
     error = error_from_wire(reply.error_name, reply.error_message, reply.error_constraint)
-    assert type(error).__name__ == name
+    assert error.name == name
     if isinstance(error, errors.OverconstrainedError):
         assert error.constraint == "height"
 
@@ -541,3 +553,31 @@ def test_daemon_replies_may_be_larger_than_requests_but_not_unbounded() -> None:
     with pytest.raises(ProtocolError, match="exceeds"):
         encode_reply(2, {"blob": ["x" * 60_000] * 80})  # over 4 MiB
     assert DAEMON_LIMITS.message_bytes == 4 * 1024 * 1024
+
+
+# --- the constraint vocabulary ------------------------------------------------
+
+
+def test_supported_constraints_are_the_kinds_vocabularies_each_once() -> None:
+    assert SUPPORTED_CONSTRAINTS == COMMON_CONSTRAINTS + VIDEO_CONSTRAINTS + AUDIO_CONSTRAINTS
+    assert len(set(SUPPORTED_CONSTRAINTS)) == len(SUPPORTED_CONSTRAINTS)
+    assert "pixelFormat" in VIDEO_CONSTRAINTS  # ours; the daemon accepts it, so it is claimed
+    assert "backgroundBlur" not in SUPPORTED_CONSTRAINTS  # refused when required, never claimed
+
+
+def test_the_daemons_constraint_names_are_exactly_the_supported_ones() -> None:
+    assert set().union(*PROPERTIES_OF_KIND.values()) == set(SUPPORTED_CONSTRAINTS)
+    assert PROPERTIES_OF_KIND["video"] == set(COMMON_CONSTRAINTS + VIDEO_CONSTRAINTS)
+    assert PROPERTIES_OF_KIND["audio"] == set(COMMON_CONSTRAINTS + AUDIO_CONSTRAINTS)
+
+
+@pytest.mark.parametrize(
+    ("kind", "own"),
+    [("video", VIDEO_CONSTRAINTS), ("audio", AUDIO_CONSTRAINTS)],
+)
+def test_the_daemon_keeps_the_supported_names_of_a_kind(kind: str, own: tuple[str, ...]) -> None:
+    """What the daemon narrows, seen from outside: every supported name of the
+    track's kind is kept; the other kind's, and names nobody supports, are dropped."""
+    everything = (*SUPPORTED_CONSTRAINTS, "volume", "torch")
+    kept = parse_track_constraints(kind, {name: {"ideal": 1} for name in everything})
+    assert set(kept) == set(COMMON_CONSTRAINTS + own)

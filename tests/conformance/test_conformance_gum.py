@@ -3,7 +3,8 @@
 Numbers in docstrings are the checklist's; [S: ...] cites the spec's
 getUserMedia algorithm, [W: file] the WPT file in mediacapture-streams/.
 getUserMedia blocks and returns what the promise resolves to, or raises what
-it rejects with (a builtin TypeError, or the DOMException classes).
+it rejects with (`ConstraintTypeError`, a builtin TypeError, or the
+DOMException classes).
 
 Already covered elsewhere, not repeated here:
 * tests/test_devices.py: #83/#84 for None, {}, both False and {"foo": True};
@@ -33,9 +34,9 @@ import pytest
 
 from conftest import Gum
 from mediastream import (
+    ConstraintTypeError,
     MediaDevices,
     MediaStream,
-    MediaStreamError,
     MediaStreamTrack,
     NotFoundError,
     OverconstrainedError,
@@ -130,11 +131,13 @@ def test_no_argument_is_a_type_error(shared_devices: MediaDevices) -> None:
 def test_nothing_requested_is_a_plain_type_error(
     shared_devices: MediaDevices, constraints: dict[str, Any]
 ) -> None:
-    """#84 [W: GUM-unknownkey-option-param] [S: requestedMediaTypes]: a builtin
-    TypeError, not a DOMException, with no constraint name."""
+    """#84 [W: GUM-unknownkey-option-param] [S: requestedMediaTypes]: a
+    TypeError, not a DOMException (named "TypeError": our `ConstraintTypeError`,
+    a builtin TypeError too), with no constraint name."""
     with pytest.raises(TypeError) as caught:
         shared_devices.getUserMedia(constraints)
-    assert not isinstance(caught.value, MediaStreamError)
+    assert isinstance(caught.value, ConstraintTypeError)
+    assert caught.value.name == "TypeError"
     assert not hasattr(caught.value, "constraintName")
     assert not hasattr(caught.value, "constraint")
 

@@ -11,16 +11,11 @@ from __future__ import annotations
 
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediastream.errors import NotReadableError
-from mediastream.ring import RingFormat, _layout
+from mediastream.ring import RingFormat, ring_bytes
 
-__all__ = ["check_budget", "ring_bytes", "used_bytes"]
+__all__ = ["check_budget", "used_bytes"]
 
 MIB = 1024 * 1024
-
-
-def ring_bytes(fmt: RingFormat, slots: int) -> int:
-    """The size of a ring's segment, header included."""
-    return _layout(fmt, slots)[1]
 
 
 def used_bytes(config: BrokerConfig) -> int:

@@ -1,0 +1,54 @@
+"""mediastream.paths: the daemon's socket names and ipc:// endpoints, written once."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from mediastream.paths import (
+    CAPTURE_STATUS,
+    CONTROL,
+    DAEMON_SOCKETS,
+    EVENTS,
+    SOURCE_PREFIX,
+    control_endpoint,
+    endpoint,
+    events_endpoint,
+    socket_path,
+    source_endpoint,
+)
+from support import Daemon
+
+
+def test_socket_names() -> None:
+    assert (CONTROL, EVENTS, CAPTURE_STATUS) == ("control", "events", "capture-status")
+    assert DAEMON_SOCKETS == (CONTROL, EVENTS, CAPTURE_STATUS)
+
+
+def test_endpoints_are_ipc_files_in_the_run_dir(tmp_path: Path) -> None:
+    assert endpoint(tmp_path, CONTROL) == f"ipc://{tmp_path}/control"
+    assert control_endpoint(tmp_path) == endpoint(tmp_path, CONTROL)
+    assert events_endpoint(tmp_path) == endpoint(tmp_path, EVENTS)
+    assert source_endpoint(tmp_path, "3-video") == endpoint(tmp_path, SOURCE_PREFIX + "3-video")
+
+
+@pytest.mark.parametrize("name", [*DAEMON_SOCKETS, SOURCE_PREFIX + "1-audio-48000hz"])
+def test_socket_path_undoes_endpoint(tmp_path: Path, name: str) -> None:
+    assert socket_path(endpoint(tmp_path, name)) == tmp_path / name
+
+
+@pytest.mark.parametrize("other", ["tcp://127.0.0.1:5555", "inproc://control", "/run/x/control"])
+def test_socket_path_refuses_other_transports(other: str) -> None:
+    with pytest.raises(ValueError, match="ipc://"):
+        socket_path(other)
+
+
+def test_the_daemon_binds_exactly_its_sockets_and_removes_them(daemon: Daemon) -> None:
+    """1. A serving daemon's run dir holds DAEMON_SOCKETS as sockets (no source
+    runs yet, so no source-* socket). 2. Stopped, it leaves none of them."""
+    sockets = {p.name for p in daemon.run_dir.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)}
+    assert sockets == set(DAEMON_SOCKETS)
+    assert daemon.terminate() == 0
+    assert not any((daemon.run_dir / name).exists() for name in DAEMON_SOCKETS)
