@@ -22,6 +22,8 @@ import shutil
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -156,3 +158,17 @@ class JackServer:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+@contextmanager
+def serve_jack(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JackServer]:
+    """A JACK dummy server of the test's own, which every child started from
+    the test (a daemon, a probe child, a capture process) finds; closed after."""
+    require_jack()
+    server = JackServer(log_path)
+    try:
+        for key in ("JACK_DEFAULT_SERVER", "JACK_NO_AUDIO_RESERVATION", "JACK_NO_START_SERVER"):
+            monkeypatch.setenv(key, server.env[key])
+        yield server
+    finally:
+        server.close()

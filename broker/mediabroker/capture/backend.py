@@ -1,8 +1,11 @@
-"""The capture backend seam: the only place that touches hardware.
+"""The capture backend seam: what a capture process drives, and how it is named.
 
 A capture process drives one backend. Video backends render or decode a
 frame straight into a ring slot; audio backends hand over blocks of samples.
-Tests and the demo swap real devices for the fakes here and nowhere else.
+`BackendSpec` names the driver and its parameters (the daemon builds it, the
+capture process opens it through `mediabroker.capture.registry`). Tests and
+the demo swap real devices for the fakes here and nowhere else. This module
+imports no driver: the daemon may import it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mediabroker.errors import CaptureError
 from mediastream.ring import AudioFormat, VideoFormat
 
 __all__ = [
@@ -22,8 +24,6 @@ __all__ = [
     "Clock",
     "backend_counters",
     "VideoBackend",
-    "open_audio_backend",
-    "open_video_backend",
 ]
 
 
@@ -66,47 +66,6 @@ class BackendSpec:
 
     driver: str
     params: dict[str, Any] = field(default_factory=dict)
-
-
-def open_video_backend(spec: BackendSpec, fmt: VideoFormat, frame_rate: float) -> VideoBackend:
-    if spec.driver == "fake-camera":
-        from mediabroker.capture.fake import FakeCamera
-
-        return FakeCamera(fmt, frame_rate)
-    if spec.driver == "file":
-        from mediabroker.capture.opencv import FileCamera
-
-        return FileCamera(fmt, frame_rate, spec.params["path"], loop=bool(spec.params["loop"]))
-    if spec.driver == "v4l2":
-        from mediabroker.capture.opencv import V4L2Camera
-        from mediabroker.devices.v4l2 import Mode
-
-        return V4L2Camera(
-            fmt,
-            frame_rate,
-            spec.params["node"],
-            label=str(spec.params["label"]),
-            identity=tuple(spec.params["identity"]),
-            modes=[Mode.from_list(m) for m in spec.params["modes"]],
-        )
-    if spec.driver == "derived":
-        from mediabroker.capture.derived import DerivedCamera
-
-        return DerivedCamera(fmt, frame_rate, spec.params)
-    raise CaptureError(f"unknown video driver {spec.driver!r}")
-
-
-def open_audio_backend(spec: BackendSpec, fmt: AudioFormat) -> AudioBackend:
-    if spec.driver == "fake-microphone":
-        from mediabroker.capture.fake import FakeMicrophone
-
-        return FakeMicrophone(fmt)
-    if spec.driver == "portaudio":
-        # Imported here: PortAudio loads only in a capture process, which can be killed.
-        from mediabroker.devices.portaudio import PortAudioMicrophone
-
-        return PortAudioMicrophone(fmt, spec.params["name"], spec.params["hostapi"])
-    raise CaptureError(f"unknown audio driver {spec.driver!r}")
 
 
 class Clock:

@@ -1,8 +1,9 @@
 """The capture process: one per open source, started with ``spawn``.
 
 It attaches to the ring the daemon created, drives one backend (the seam in
-`backends`), writes each frame straight into the next slot and announces it
-on the source's PUB socket. It tells the daemon what happens to it (ready,
+`mediabroker.capture.backend`, opened through `mediabroker.capture.registry`),
+writes each frame straight into the next slot and announces it on the
+source's PUB socket. It tells the daemon what happens to it (ready,
 failed, ended) on a PUSH socket. A crash here costs a restart, never the
 daemon; the process exits on its own when the daemon is gone.
 """
@@ -23,14 +24,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from mediabroker.capture.backend import (
-    AudioBackend,
-    BackendSpec,
-    VideoBackend,
-    backend_counters,
-    open_audio_backend,
-    open_video_backend,
-)
+from mediabroker.capture.backend import AudioBackend, BackendSpec, VideoBackend, backend_counters
+from mediabroker.capture.registry import open_audio_backend, open_video_backend
 from mediabroker.errors import CaptureError, EndOfStream
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
 from mediastream.wire import encode_frame_ready

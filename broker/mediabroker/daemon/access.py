@@ -1,4 +1,4 @@
-"""Who may use the daemon, and which devices it offers.
+"""Who may use the daemon, and with which file modes.
 
 Design note. Access has two gates. The outer one is the file system: the run
 dir is 0750 and the sockets 0660 with the configured group (segments 0640
@@ -11,15 +11,12 @@ Every later request of that client is tied to the session ``hello`` opened,
 so nothing gets past the check. The daemon's own user and root always pass:
 they can read the rings anyway.
 
-Device lists: ``devices.allow`` and ``devices.deny`` are shell-style globs
-matched against a device's label, its deviceId and the paths its backend
-opens (``/dev/video0``, a file source's path). A device is offered when the
-allow list is empty or one of its patterns matches, and no deny pattern does.
+Which devices are offered (``devices.allow``, ``devices.deny``) is
+`mediabroker.devices.filters`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import grp
 import logging
 import math
@@ -33,10 +30,10 @@ from typing import TYPE_CHECKING
 
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediastream.errors import NotAllowedError
+from mediastream.paths import CAPTURE_STATUS, CONTROL, EVENTS, socket_path
 
 if TYPE_CHECKING:
     from mediabroker.daemon.sessions import PeerCredentials
-    from mediabroker.devices.catalog import Device
 
 __all__ = [
     "PRIVATE_SOCKETS",
@@ -44,8 +41,6 @@ __all__ = [
     "check_peer",
     "describe_gid",
     "describe_uid",
-    "device_names",
-    "filter_devices",
     "peer_groups",
     "run_dir_mode",
     "secure_endpoint",
@@ -55,8 +50,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLIC_SOCKETS = ("control", "events")  # clients connect to these
-PRIVATE_SOCKETS = ("capture-status",)  # only the daemon's own capture processes
+PUBLIC_SOCKETS = (CONTROL, EVENTS)  # clients connect to these
+PRIVATE_SOCKETS = (CAPTURE_STATUS,)  # only the daemon's own capture processes
 REFUSAL_LOG_EVERY_S = 60.0
 _refusals_logged: dict[int, float] = {}  # uid -> when its last refusal was logged
 
@@ -186,35 +181,8 @@ def secure_sockets(config: BrokerConfig, names: Iterable[str] = PUBLIC_SOCKETS) 
 def secure_endpoint(config: BrokerConfig, endpoint: str) -> None:
     """`secure_sockets` for one ``ipc://`` socket a capture process bound
     (a source's frame notifications); a failure is logged."""
-    path = Path(endpoint.removeprefix("ipc://"))
+    path = socket_path(endpoint)
     try:
         secure_path(path, config.socket_mode, config.socket_group)
     except OSError as exc:
         log.warning("cannot set mode %#o and group on %s: %s", config.socket_mode, path, exc)
-
-
-# -- devices ---------------------------------------------------------------
-
-
-def device_names(device: Device) -> list[str]:
-    """What ``devices.allow`` and ``devices.deny`` patterns are matched against."""
-    names = [device.label, device.device_id]
-    names += [str(v) for v in device.backend.params.values() if isinstance(v, (str, Path))]
-    return names
-
-
-def _matches(patterns: Iterable[str], names: list[str]) -> bool:
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
-
-
-def filter_devices(devices: list[Device], config: BrokerConfig) -> list[Device]:
-    """The devices the allow and deny lists let the daemon offer."""
-    kept = []
-    for device in devices:
-        names = device_names(device)
-        if config.device_allow and not _matches(config.device_allow, names):
-            continue
-        if _matches(config.device_deny, names):
-            continue
-        kept.append(device)
-    return kept

@@ -9,9 +9,10 @@ device (UVC cameras expose a capture node at index 0 and a metadata node at
 index 1). Metadata and output nodes are skipped: the kernel's
 VIDIOC_QUERYCAP device caps say what a node does; when the node cannot be
 asked (no permission, a test's fixture tree), the ``index`` attribute
-decides, as udev's rules do. Modes are probed once per device through
-OpenCV's properties and cached by device id: probing opens the device, and
-a camera does not change its modes between replugs.
+decides, as udev's rules do. Modes are probed once per device, in a probe
+child that asks OpenCV (`mediabroker.capture.v4l2.query_modes`; OpenCV
+never loads in the daemon), and cached by device id: probing opens the
+device, and a camera does not change its modes between replugs.
 """
 
 from __future__ import annotations
@@ -28,22 +29,22 @@ from typing import Any
 
 import psutil
 
+from mediabroker.capture.backend import BackendSpec
+from mediabroker.devices.device import Device, stable_id, video_capabilities
+from mediabroker.devices.prober import run_probe
 from mediabroker.errors import CaptureError
 
 __all__ = [
-    "CANDIDATE_SIZES",
     "CapabilityCache",
     "CaptureNode",
     "Mode",
     "capabilities_of",
-    "choose_mode",
-    "fourcc_code",
-    "fourcc_text",
     "holder_of",
     "in_use_message",
     "list_capture_nodes",
     "native_modes",
     "probe_modes",
+    "v4l2_devices",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,18 +61,7 @@ V4L2_CAP_META_CAPTURE = 0x00800000
 V4L2_CAP_DEVICE_CAPS = 0x80000000
 _QUERYCAP_BYTES = 104
 
-CANDIDATE_SIZES = (
-    (160, 120),
-    (320, 240),
-    (640, 480),
-    (800, 600),
-    (1280, 720),
-    (1920, 1080),
-    (2560, 1440),
-    (3840, 2160),
-)
-PROBE_FOURCCS = ("YUYV", "MJPG")
-PROBE_RATE = 120.0  # ask for more than any camera gives; the driver clamps to its best
+V4L2_PROBE_TIMEOUT_S = 30.0  # setting 16 modes in turn takes seconds on a slow USB camera
 DEFAULT_SIZE = (640, 480)  # what browsers open a camera at when nothing is asked
 _NODE_NUMBER = re.compile(r"video(\d+)")
 
@@ -283,54 +273,6 @@ class Mode:
         return cls(int(width), int(height), float(fps), str(fourcc))
 
 
-def fourcc_code(text: str) -> int:
-    import cv2
-
-    code: int = cv2.VideoWriter.fourcc(*text)
-    return code
-
-
-def fourcc_text(code: float) -> str:
-    value = int(code)
-    return "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4)).strip("\0")
-
-
-def probe_modes(node: Path) -> list[Mode]:
-    """The modes ``node`` accepts, asked through OpenCV's properties: for each
-    pixel format and candidate size, set it and read back what the driver
-    kept. The device's own current mode comes first. Raises `CaptureError`."""
-    import cv2
-
-    capture = cv2.VideoCapture(str(node), cv2.CAP_V4L2)
-    try:
-        if not capture.isOpened():
-            raise CaptureError(in_use_message(str(node), node) or f"cannot open {node} for probing")
-        modes = [_current_mode(capture)]
-        for fourcc in PROBE_FOURCCS:
-            for width, height in CANDIDATE_SIZES:
-                capture.set(cv2.CAP_PROP_FOURCC, fourcc_code(fourcc))
-                capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-                capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-                capture.set(cv2.CAP_PROP_FPS, PROBE_RATE)
-                mode = _current_mode(capture)
-                if mode.fourcc == fourcc and mode not in modes:
-                    modes.append(mode)
-        return modes
-    finally:
-        capture.release()
-
-
-def _current_mode(capture: Any) -> Mode:
-    import cv2
-
-    return Mode(
-        int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        float(capture.get(cv2.CAP_PROP_FPS)),
-        fourcc_text(capture.get(cv2.CAP_PROP_FOURCC)),
-    )
-
-
 def capabilities_of(modes: list[Mode]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(capabilities, defaults) in the spec's shapes for a device with these modes.
 
@@ -362,7 +304,8 @@ def capabilities_of(modes: list[Mode]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def native_modes(modes: list[Mode]) -> tuple[tuple[int, int, float], ...]:
     """(width, height, best rate) per size, for the daemon's one-mode-per-device
-    planning (`Device.native_modes`); the pixel format is `choose_mode`'s business."""
+    planning (`Device.native_modes`); the pixel format is chosen in the capture
+    process (`mediabroker.capture.v4l2.choose_mode`)."""
     best: dict[tuple[int, int], float] = {}
     for mode in modes:
         size = (mode.width, mode.height)
@@ -370,23 +313,11 @@ def native_modes(modes: list[Mode]) -> tuple[tuple[int, int, float], ...]:
     return tuple(sorted((w, h, fps) for (w, h), fps in best.items()))
 
 
-def choose_mode(modes: list[Mode], width: int, height: int, rate: float) -> Mode:
-    """The mode to open for a ``width`` x ``height`` ring at ``rate``: the
-    smallest size that covers it, and at that size the raw format unless
-    MJPG gives a higher rate that the request needs."""
-    covering = [m for m in modes if m.width >= width and m.height >= height] or [max(modes)]
-    area = min(m.width * m.height for m in covering)
-    candidates = [m for m in covering if m.width * m.height == area]
-    raw = [m for m in candidates if m.fourcc != "MJPG"]
-    mjpg = [m for m in candidates if m.fourcc == "MJPG"]
-    best_raw = max(raw, key=lambda m: m.fps, default=None)
-    best_mjpg = max(mjpg, key=lambda m: m.fps, default=None)
-    if best_raw is None:
-        assert best_mjpg is not None
-        return best_mjpg
-    if best_mjpg is not None and best_raw.fps < rate and best_mjpg.fps > best_raw.fps:
-        return best_mjpg
-    return best_raw
+def probe_modes(node: Path) -> list[Mode]:
+    """The modes ``node`` accepts, asked by a probe child (blocking; see
+    `mediabroker.capture.v4l2.query_modes`). Raises `CaptureError`."""
+    found = run_probe(["v4l2", str(node)], f"probing {node}", timeout_s=V4L2_PROBE_TIMEOUT_S)
+    return [Mode.from_list(m) for m in found]
 
 
 class CapabilityCache:
@@ -431,5 +362,41 @@ class CapabilityCache:
         return f"<CapabilityCache {len(self._modes)} device(s) probes={self.probes}>"
 
 
-CAPABILITIES = CapabilityCache()
-"""The daemon's cache: one probe per camera for the life of the process."""
+def v4l2_devices(
+    cache: CapabilityCache, sysfs_root: Path = SYSFS_ROOT, dev_root: Path = DEV_ROOT
+) -> list[Device]:
+    """The machine's V4L2 capture nodes as cameras, in node order. Ids come from
+    the hardware (USB serial, else the port), never the node number; modes
+    are probed once per camera (``cache``)."""
+    devices = []
+    for node in list_capture_nodes(sysfs_root, dev_root):
+        device_id = stable_id("v4l2", *node.identity)
+        modes = cache.modes(device_id, node.node)
+        if modes:
+            devices.append(_camera(node, device_id, modes))
+    return devices
+
+
+def _camera(node: CaptureNode, device_id: str, modes: list[Mode]) -> Device:
+    group_id = stable_id("v4l2", "group", *node.group)
+    capabilities, defaults = capabilities_of(modes)
+    biggest = capabilities["width"]["max"], capabilities["height"]["max"]
+    capabilities.update(
+        video_capabilities(device_id, group_id, *biggest, capabilities["frameRate"]["max"])
+    )
+    params = {
+        "node": str(node.node),
+        "label": node.label,
+        "identity": list(node.identity),
+        "modes": [m.to_list() for m in modes],
+    }
+    return Device(
+        device_id,
+        "videoinput",
+        node.label,
+        group_id,
+        BackendSpec("v4l2", params),
+        capabilities,
+        defaults,
+        native_modes=native_modes(modes),
+    )

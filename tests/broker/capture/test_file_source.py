@@ -9,7 +9,6 @@ frame a slot holds.
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ import pytest
 
 from conftest import assert_nothing_left
 from mediabroker.capture.backend import Clock
-from mediabroker.capture.opencv import FileCamera, FrameStats, fill_slot, probe_video_file
-from mediabroker.config import BrokerConfig, FileSource
-from mediabroker.devices.catalog import file_devices
+from mediabroker.capture.files import FileCamera, probe_video_file
+from mediabroker.capture.opencv import FrameStats, fill_slot
 from mediabroker.errors import EndOfStream
 from mediastream import MediaDevices, NotReadableError
 from mediastream.frames import VideoFrame
@@ -185,31 +183,6 @@ def test_a_silent_allocation_is_detected_copied_and_counted(tmp_path: Path) -> N
     fill_slot(out, wrong, view, stats)
     assert stats.fallback_copies == 1 and stats.scaled_frames == 0
     assert np.array_equal(view, reference[0])
-
-
-def test_file_devices_keep_their_id_and_probe_once(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    good = make_video(tmp_path / "good.avi", 4)
-    broken = tmp_path / "broken.avi"
-    broken.write_bytes(b"not a video at all" * 100)
-    config = BrokerConfig(
-        run_dir=tmp_path / "run",
-        file_sources=(FileSource(good, "Lobby"), FileSource(broken)),
-    )
-    with caplog.at_level(logging.WARNING, logger="mediabroker.devices.catalog"):
-        first = file_devices(config)
-        second = file_devices(config)
-    assert [d.label for d in first] == ["Lobby"]
-    assert first[0].device_id == second[0].device_id
-    caps = first[0].capabilities
-    assert caps["width"] == {"min": 1, "max": WIDTH}
-    assert caps["height"] == {"min": 1, "max": HEIGHT}
-    assert caps["frameRate"] == {"min": 1.0, "max": FPS}
-    assert first[0].native_modes == ((WIDTH, HEIGHT, FPS),)
-    assert first[0].defaults["width"] == WIDTH and first[0].defaults["frameRate"] == FPS
-    warnings = [r.getMessage() for r in caplog.records if "broken.avi" in r.getMessage()]
-    assert len(warnings) == 1, warnings  # said once, not on every scan
 
 
 # -- through the daemon ------------------------------------------------------------

@@ -25,13 +25,11 @@ from conftest import assert_nothing_left
 from mediabroker.config import BrokerConfig
 from mediabroker.daemon.access import (
     check_peer,
-    filter_devices,
     peer_groups,
     run_dir_mode,
     secure_path,
 )
 from mediabroker.daemon.sessions import PeerCredentials
-from mediabroker.devices.catalog import fake_devices
 from mediastream import MediaDevices, NotAllowedError
 from mediastream.ring import SHM_DIR
 from support import REPO, Daemon, child_env, segments
@@ -91,27 +89,6 @@ def _proc_groups(pid: int) -> list[str]:
         if line.startswith("Groups:"):
             return line.split()[1:]
     return []
-
-
-# -- devices -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("allow", "deny", "kept"),
-    [
-        ((), (), ["audioinput", "videoinput"]),
-        (("Fake camera*",), (), ["videoinput"]),
-        ((), ("*microphone*",), ["videoinput"]),
-        (("Fake*",), ("Fake camera*",), ["audioinput"]),
-        ((fake_devices()[0].device_id,), (), ["audioinput"]),
-        (("no such device",), (), []),
-    ],
-)
-def test_allow_and_deny_lists_pick_devices_by_label_or_id(
-    allow: tuple[str, ...], deny: tuple[str, ...], kept: list[str]
-) -> None:
-    chosen = filter_devices(fake_devices(), config(device_allow=allow, device_deny=deny))
-    assert sorted(d.kind for d in chosen) == kept
 
 
 # -- modes -----------------------------------------------------------------------

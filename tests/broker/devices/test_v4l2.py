@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mediabroker.capture.opencv import V4L2Camera
-from mediabroker.devices.catalog import stable_id, v4l2_devices
+from mediabroker.devices.device import stable_id
 from mediabroker.devices.v4l2 import (
     V4L2_CAP_DEVICE_CAPS,
     V4L2_CAP_META_CAPTURE,
@@ -29,14 +28,13 @@ from mediabroker.devices.v4l2 import (
     QueryCap,
     _parse_querycap,
     capabilities_of,
-    choose_mode,
     holder_of,
     in_use_message,
     list_capture_nodes,
     native_modes,
+    v4l2_devices,
 )
 from mediabroker.errors import CaptureError
-from mediastream.ring import VideoFormat
 
 USB = "devices/pci0000:00/0000:00:14.0/usb1"
 
@@ -213,9 +211,9 @@ def test_each_camera_is_probed_once_across_scans_and_renumbering(
     second = build_sysfs(tmp_path / "b", renumbered(), USB_ATTRIBUTES)
     probe = CountingProbe()
     cache = CapabilityCache(probe)
-    scan1 = v4l2_devices(first, dev_root, cache)
-    scan2 = v4l2_devices(first, dev_root, cache)
-    scan3 = v4l2_devices(second, dev_root, cache)
+    scan1 = v4l2_devices(cache, first, dev_root)
+    scan2 = v4l2_devices(cache, first, dev_root)
+    scan3 = v4l2_devices(cache, second, dev_root)
     assert probe.calls == ["video0", "video2", "video3"]  # once each, never again
     assert cache.probes == 3
     ids = [d.device_id for d in scan1]
@@ -234,13 +232,13 @@ def test_a_failed_probe_is_logged_once_and_tried_again(
     probe = CountingProbe(fail={"video2"})
     cache = CapabilityCache(probe)
     with caplog.at_level(logging.WARNING, logger="mediabroker.devices.v4l2"):
-        labels = [d.label for d in v4l2_devices(sysfs, dev_root, cache)]
-        v4l2_devices(sysfs, dev_root, cache)
+        labels = [d.label for d in v4l2_devices(cache, sysfs, dev_root)]
+        v4l2_devices(cache, sysfs, dev_root)
     assert labels == ["Webcam C270", "vivid-000-vid-cap"]  # the unprobed camera is not offered
     assert probe.calls.count("video2") == 2  # not cached: asked again next scan
     assert len([r for r in caplog.records if "video2" in r.getMessage()]) == 1
     probe.fail.clear()
-    assert len(v4l2_devices(sysfs, dev_root, cache)) == 3
+    assert len(v4l2_devices(cache, sysfs, dev_root)) == 3
 
 
 def test_capabilities_and_defaults_from_modes() -> None:
@@ -251,22 +249,6 @@ def test_capabilities_and_defaults_from_modes() -> None:
     assert capabilities["resizeMode"] == ["none", "crop-and-scale"]
     assert defaults == {"width": 640, "height": 480, "frameRate": 30.0, "resizeMode": "none"}
     assert native_modes(MODES) == ((640, 480, 30.0), (1280, 720, 30.0), (1920, 1080, 30.0))
-
-
-@pytest.mark.parametrize(
-    ("width", "height", "rate", "expected"),
-    [
-        (640, 480, 30.0, Mode(640, 480, 30.0, "YUYV")),  # raw is fast enough
-        (1280, 720, 10.0, Mode(1280, 720, 10.0, "YUYV")),  # raw is fast enough
-        (1280, 720, 30.0, Mode(1280, 720, 30.0, "MJPG")),  # only MJPG gives 30 fps
-        (1000, 700, 25.0, Mode(1280, 720, 30.0, "MJPG")),  # smallest covering size
-        (4000, 3000, 30.0, Mode(1920, 1080, 30.0, "MJPG")),  # nothing covers: the largest
-    ],
-)
-def test_mjpg_only_where_it_gives_a_higher_rate(
-    width: int, height: int, rate: float, expected: Mode
-) -> None:
-    assert choose_mode(MODES, width, height, rate) == expected
 
 
 @pytest.fixture
@@ -298,19 +280,3 @@ def test_nobody_holds_a_free_node(tmp_path: Path) -> None:
     free.write_bytes(b"")
     assert holder_of(free) is None
     assert in_use_message("cam", free) is None
-
-
-def test_a_camera_that_cannot_be_opened_names_its_holder(
-    held_file: tuple[Path, subprocess.Popen[bytes]],
-) -> None:
-    """The real V4L2 backend through OpenCV: opening fails (no camera here),
-    and the CaptureError, which becomes the client's NotReadableError, names
-    the pid and process that hold the node."""
-    path, process = held_file
-    with pytest.raises(CaptureError, match=rf"in use by pid {process.pid} \(sleep\)"):
-        V4L2Camera(VideoFormat(640, 480), 30.0, path, label="Webcam C270")
-
-
-def test_a_camera_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
-    with pytest.raises(CaptureError, match=r"Webcam C270 \(.*video9\) cannot be opened"):
-        V4L2Camera(VideoFormat(640, 480), 30.0, tmp_path / "video9", label="Webcam C270")

@@ -1,0 +1,126 @@
+"""Fake devices: the built-in pair and the ones plugged in while the daemon runs.
+
+Their frames and samples come from `mediabroker.capture.fake`, in a capture
+process; this module only describes them, so the daemon never imports a
+capture driver.
+"""
+
+from __future__ import annotations
+
+from mediabroker.capture.backend import BackendSpec
+from mediabroker.devices.device import VIDEO_PIXEL_FORMATS, Device, stable_id
+from mediastream.errors import ConstraintTypeError, InvalidStateError, NotFoundError
+
+__all__ = [
+    "FAKE_CAMERA_MAX",
+    "FAKE_DRIVERS",
+    "MAX_RUNTIME_FAKES",
+    "RuntimeFakes",
+    "fake_camera",
+    "fake_devices",
+    "fake_microphone",
+]
+
+FAKE_CAMERA_MAX = (1920, 1080, 30.0)  # width, height, frames per second
+FAKE_DRIVERS = frozenset({"fake-camera", "fake-microphone"})
+MAX_RUNTIME_FAKES = 32  # keeps the device list and devicechange notices small
+
+
+def fake_devices() -> list[Device]:
+    """One test-pattern camera and one sine-tone microphone."""
+    return [
+        fake_microphone("0", "Fake microphone (440 Hz tone)"),
+        fake_camera("0", "Fake camera (test pattern)"),
+    ]
+
+
+def fake_camera(key: str, label: str) -> Device:
+    """A test-pattern camera; ``key`` makes its id (stable for the same key)."""
+    max_width, max_height, max_rate = FAKE_CAMERA_MAX
+    device_id, group_id = (
+        stable_id("fake", "camera", key),
+        stable_id("fake", "group", "camera", key),
+    )
+    capabilities = {
+        "deviceId": device_id,
+        "groupId": group_id,
+        "width": {"min": 1, "max": max_width},
+        "height": {"min": 1, "max": max_height},
+        "aspectRatio": {"min": 1 / max_height, "max": max_width},
+        "frameRate": {"min": 1.0, "max": max_rate},
+        "facingMode": [],
+        "resizeMode": ["none", "crop-and-scale"],
+        "pixelFormat": list(VIDEO_PIXEL_FORMATS),
+    }
+    defaults = {"width": 640, "height": 480, "frameRate": max_rate, "resizeMode": "none"}
+    return Device(
+        device_id, "videoinput", label, group_id, BackendSpec("fake-camera"), capabilities, defaults
+    )
+
+
+def fake_microphone(key: str, label: str) -> Device:
+    """A 440 Hz tone; ``key`` makes its id (stable for the same key)."""
+    device_id = stable_id("fake", "microphone", key)
+    group_id = stable_id("fake", "group", "microphone", key)
+    capabilities = {
+        "deviceId": device_id,
+        "groupId": group_id,
+        "sampleRate": {"min": 8000, "max": 48000},
+        "sampleSize": {"min": 32, "max": 32},
+        "channelCount": {"min": 1, "max": 2},
+        "latency": {"min": 0.01, "max": 0.01},
+        "echoCancellation": [False],
+        "autoGainControl": [False],
+        "noiseSuppression": [False],
+    }
+    defaults = {"sampleRate": 48000, "channelCount": 1}
+    return Device(
+        device_id,
+        "audioinput",
+        label,
+        group_id,
+        BackendSpec("fake-microphone"),
+        capabilities,
+        defaults,
+    )
+
+
+class RuntimeFakes:
+    """Fake devices plugged in and out while the daemon runs (for hot-plug
+    tests and demos): ``mediabroker fake-device add|remove``. The built-in
+    fakes can be unplugged too, so a test can leave the daemon without a
+    camera."""
+
+    def __init__(self) -> None:
+        self._added: list[Device] = []
+        self._unplugged: set[str] = set()
+        self._count = 0
+
+    def apply(self, discovered: list[Device]) -> list[Device]:
+        """The discovered devices less the unplugged fakes, plus the added ones."""
+        return [d for d in discovered if d.device_id not in self._unplugged] + self._added
+
+    def add(self, kind: str, label: str) -> Device:
+        """Plug in a new fake device; raises `ConstraintTypeError` (the spec's
+        TypeError, answered as such) for a bad kind."""
+        builders = {"videoinput": fake_camera, "audioinput": fake_microphone}
+        if kind not in builders:
+            raise ConstraintTypeError(f"kind must be 'videoinput' or 'audioinput', not {kind!r}")
+        if len(self._added) >= MAX_RUNTIME_FAKES:
+            raise InvalidStateError(
+                f"{MAX_RUNTIME_FAKES} fake devices are plugged in already; remove some first"
+            )
+        self._count += 1
+        device = builders[kind](f"runtime-{self._count}-{label}", label)
+        self._added.append(device)
+        return device
+
+    def remove(self, device: Device) -> None:
+        """Unplug a fake device; raises `NotFoundError` for a real one."""
+        if device.backend.driver not in FAKE_DRIVERS:
+            raise NotFoundError(f"{device.label!r} is not a fake device; unplug it for real")
+        self._added = [d for d in self._added if d.device_id != device.device_id]
+        self._unplugged.add(device.device_id)
+
+    def __repr__(self) -> str:
+        return f"<RuntimeFakes added={len(self._added)} unplugged={len(self._unplugged)}>"

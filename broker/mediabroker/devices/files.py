@@ -1,0 +1,101 @@
+"""Video files offered as cameras, at their native size and rate.
+
+Each file is probed once in a probe child (`run_probe`; OpenCV never loads
+in the daemon), and again only when it changes (path, mtime and size make
+the cache key). A file that is missing or undecodable is left out and
+logged once, and comes back when it is readable again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from mediabroker.capture.backend import BackendSpec
+from mediabroker.config import BrokerConfig, FileSource
+from mediabroker.devices.device import Device, VideoMode, stable_id, video_capabilities
+from mediabroker.devices.prober import run_probe
+from mediabroker.errors import CaptureError
+
+__all__ = ["FileProbes", "file_device", "file_devices", "probe_file"]
+
+log = logging.getLogger(__name__)
+
+FileKey = tuple[str, int, int]  # path, mtime ns, size: a changed file is probed again
+
+
+def probe_file(path: Path) -> VideoMode:
+    """(width, height, fps) of the video file ``path``, read by a probe child
+    (blocking). Raises `CaptureError` when it cannot be opened or decoded."""
+    info = run_probe(["file", str(path)], f"probing {path}")
+    return int(info["width"]), int(info["height"]), float(info["fps"])
+
+
+class FileProbes:
+    """The native modes of video files, probed once per version of a file.
+
+    A problem (missing, undecodable, a probe that hung) is logged once per
+    file until it changes or the file is readable again. One scanner at a
+    time (`DeviceCatalog` holds a lock around it).
+    """
+
+    def __init__(self) -> None:
+        self._modes: dict[FileKey, VideoMode] = {}
+        self._problems: dict[str, str] = {}  # path -> the problem already logged
+        self.probes = 0  # how many probe children ran
+
+    def native(self, path: Path) -> VideoMode | None:
+        """The mode ``path`` plays in, or None when it cannot be offered now."""
+        try:
+            stat = os.stat(path)
+            key: FileKey = (str(path), stat.st_mtime_ns, stat.st_size)
+            if key not in self._modes:
+                self.probes += 1
+                self._modes[key] = probe_file(path)
+        except (OSError, CaptureError) as exc:
+            self._report(path, str(exc))
+            return None
+        if self._problems.pop(str(path), None) is not None:
+            log.info("video file %s is readable again", path)
+        return self._modes[key]
+
+    def _report(self, path: Path, problem: str) -> None:
+        if self._problems.get(str(path)) != problem:
+            log.warning("video file %s is not offered: %s", path, problem)
+            self._problems[str(path)] = problem
+
+    def __repr__(self) -> str:
+        return f"<FileProbes {len(self._modes)} file(s) probes={self.probes}>"
+
+
+def file_devices(config: BrokerConfig, probes: FileProbes) -> list[Device]:
+    """The configured video files that can be played now, in config order."""
+    devices = []
+    for source in config.file_sources:
+        path = source.path.absolute()
+        native = probes.native(path)
+        if native is not None:
+            devices.append(file_device(source, path, native))
+    return devices
+
+
+def file_device(source: FileSource, path: Path, native: VideoMode) -> Device:
+    """The camera that plays ``path`` (absolute) in its ``native`` mode."""
+    width, height, fps = native
+    device_id = stable_id("file", str(path))
+    group_id = stable_id("file", "group", str(path))
+    capabilities = video_capabilities(device_id, group_id, width, height, fps)
+    defaults = {"width": width, "height": height, "frameRate": fps, "resizeMode": "none"}
+    backend = BackendSpec("file", {"path": str(path), "loop": source.loop})
+    label = source.label or f"{path.name} (video file)"
+    return Device(
+        device_id,
+        "videoinput",
+        label,
+        group_id,
+        backend,
+        capabilities,
+        defaults,
+        native_modes=(native,),
+    )
