@@ -8,6 +8,7 @@ nothing is left in /dev/shm.
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import signal
@@ -18,11 +19,20 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
+from mediabroker.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_command,
+    positive_int,
+    positive_seconds,
+)
 from mediabroker.launcher import ReadyListener, serve_command
+from mediastream import MediaDevices, MediaStreamTrack, VideoFrame
 from mediastream.ring import SHM_DIR
 
-__all__ = ["run_demo"]
+__all__ = ["add_parser", "run_demo"]
 
 REPORT_S = 1.0
 DAEMON_START_S = 10.0
@@ -39,7 +49,33 @@ class Report:
     shape: tuple[int, ...]
 
 
+def add_parser(commands: Any) -> None:
+    """The ``demo`` sub-command (it runs a daemon, so it logs as one)."""
+    demo = add_command(
+        commands,
+        "demo",
+        "run a daemon on fake devices and consumers that share its camera",
+        "Start a daemon on fake devices in a temporary run dir, run consumer processes\n"
+        "that share its camera and print their frame rate and latency, then stop\n"
+        "everything and check that nothing is left in /dev/shm.",
+    )
+    demo.add_argument(
+        "--consumers", type=positive_int, default=3, help="consumer processes (default 3)"
+    )
+    demo.add_argument(
+        "--duration", type=positive_seconds, default=10.0, help="seconds to run (default 10)"
+    )
+    demo.add_argument("--width", type=positive_int, default=1280)
+    demo.add_argument("--height", type=positive_int, default=720)
+    demo.set_defaults(func=_demo, client=False)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_demo(args.consumers, args.duration, args.width, args.height)
+
+
 def run_demo(consumers: int, duration_s: float, width: int, height: int) -> int:
+    """Run the demo; 0 when the daemon stopped cleanly and left no segment."""
     with tempfile.TemporaryDirectory(prefix="mediabroker-demo-") as work:
         run_dir, prefix = Path(work) / "run", f"mbdemo{os.getpid()}."
         with ReadyListener(Path(work) / "notify") as listener:
@@ -56,7 +92,7 @@ def run_demo(consumers: int, duration_s: float, width: int, height: int) -> int:
                 code = daemon.wait(timeout=15)
         left = sorted(p.name for p in SHM_DIR.glob(prefix + "*"))
     print(f"daemon exited with status {code}; segments left in {SHM_DIR}: {len(left)}")
-    return 0 if code == 0 and not left else 1
+    return EXIT_OK if code == 0 and not left else EXIT_FAILED
 
 
 def _start_daemon(run_dir: Path, prefix: str, listener: ReadyListener) -> subprocess.Popen[bytes]:
@@ -103,36 +139,34 @@ def consume(
     run_dir: Path, index: int, duration_s: float, width: int, height: int, sender: Connection
 ) -> None:
     """One consumer process: read the shared camera, report once a second."""
-    from mediastream import MediaDevices, VideoFrame
-
     with MediaDevices(run_dir, name=f"demo-consumer-{index}") as devices:
         track = devices.getUserMedia(
             {"video": {"width": width, "height": height}}
         ).getVideoTracks()[0]
         end = time.monotonic() + duration_s
         while time.monotonic() < end:
-            latencies, started, skipped_before = (
-                [],
-                time.monotonic(),
-                track.stats["discardedFrames"],
-            )
-            shape: tuple[int, ...] = ()
-            while time.monotonic() - started < REPORT_S:
-                frame = track.read(timeout=2.0)
-                assert isinstance(frame, VideoFrame)
-                latencies.append((time.monotonic() - frame.timestamp) * 1000)
-                shape = frame.data.shape
-            elapsed = time.monotonic() - started
-            sender.send(
-                Report(
-                    index,
-                    len(latencies),
-                    track.stats["discardedFrames"] - skipped_before,
-                    len(latencies) / elapsed,
-                    statistics.median(latencies),
-                    max(latencies),
-                    shape,
-                )
-            )
+            sender.send(_read_for_a_report(track, index))
         track.stop()
     sender.close()
+
+
+def _read_for_a_report(track: MediaStreamTrack, index: int) -> Report:
+    """Read frames for `REPORT_S` seconds; what they showed."""
+    latencies: list[float] = []
+    started, skipped_before = time.monotonic(), track.stats["discardedFrames"]
+    shape: tuple[int, ...] = ()
+    while time.monotonic() - started < REPORT_S:
+        frame = track.read(timeout=2.0)
+        assert isinstance(frame, VideoFrame)
+        latencies.append((time.monotonic() - frame.timestamp) * 1000)
+        shape = frame.data.shape
+    elapsed = time.monotonic() - started
+    return Report(
+        index,
+        len(latencies),
+        track.stats["discardedFrames"] - skipped_before,
+        len(latencies) / elapsed,
+        statistics.median(latencies),
+        max(latencies),
+        shape,
+    )

@@ -1,23 +1,15 @@
-"""The ``mediabroker`` command: help, and the demo from the README's quick start."""
+"""``mediabroker demo``: the demo from the README's quick start."""
 
 from __future__ import annotations
 
 from mediastream.ring import SHM_DIR
 from support import run_mediabroker
 
-run = run_mediabroker
-
-
-def test_help_lists_the_commands() -> None:
-    result = run("--help")
-    assert result.returncode == 0
-    assert "serve" in result.stdout and "demo" in result.stdout
-
 
 def test_demo_runs_consumers_on_one_camera_and_leaves_nothing() -> None:
     """Three consumer processes report frames, rate and latency; the demo exits 0
     and nothing is left in /dev/shm under its prefix."""
-    result = run("demo", "--duration", "2", "--width", "320", "--height", "240")
+    result = run_mediabroker("demo", "--duration", "2", "--width", "320", "--height", "240")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [
         line.split() for line in result.stdout.splitlines() if line.strip().endswith("zero-copy")
