@@ -1,4 +1,4 @@
-"""The daemon's side of tracks: which device and settings a request gets.
+"""Which device and settings a track gets: pure functions over devices and sources.
 
 Selection follows the spec's getUserMedia steps for one kind: the devices of
 that kind are the candidates (none: `NotFoundError`); SelectSettings runs on
@@ -13,19 +13,17 @@ the source manager re-opens it in a mode that covers every track.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mediabroker.constraints import refuse_required_outside_selection, select_settings
-from mediabroker.daemon.sessions import Session
-from mediabroker.devices.catalog import Device
-from mediabroker.sources.manager import Source
-from mediastream import wire
+from mediabroker.devices import Device
 from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
+if TYPE_CHECKING:
+    from mediabroker.sources.manager import Source
+
 __all__ = [
-    "TrackRecord",
     "choose_device",
     "ring_format",
     "select_for_device",
@@ -34,35 +32,6 @@ __all__ = [
 ]
 
 RunningSettings = Callable[[Device], dict[str, Any] | None]
-
-
-@dataclass(eq=False)
-class TrackRecord:
-    """One MediaStreamTrack held by one session."""
-
-    id: str
-    session: Session
-    source: Source
-    settings: dict[str, Any]
-    constraints: dict[str, Any] = field(default_factory=dict)
-    """The last successfully applied constraint set (getConstraints)."""
-
-    @property
-    def kind(self) -> str:
-        return self.source.device.media_kind
-
-    def to_wire(self) -> wire.TrackInfoDict:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "label": self.source.device.label,
-            "muted": self.source.muted,
-            "settings": self.settings,
-            "constraints": self.constraints,
-            "capabilities": self.source.device.capabilities,
-            "ring": self.source.ring_name,
-            "notify": self.source.notify_endpoint,
-        }
 
 
 def choose_device(

@@ -41,7 +41,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediabroker.daemon.broker import MAX_TRACKS_PER_SESSION
+from mediabroker.daemon.tracks import MAX_TRACKS_PER_SESSION
 from mediastream import (
     MediaDevices,
     MediaStreamError,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ import psutil
 
 from mediastream.errors import ProtocolError
 
-__all__ = ["PeerCredentials", "Session", "SessionTable", "parse_peer_address"]
+__all__ = ["PeerCredentials", "Session", "SessionTable", "parse_peer_address", "reap_sessions"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,25 @@ class SessionTable:
             elif session.last_seen < deadline:
                 found.append((session, f"no heartbeat for {timeout_s:g} s"))
         return found
+
+
+async def reap_sessions(
+    sessions: SessionTable,
+    heartbeat_s: float,
+    timeout_s: float,
+    end: Callable[[Session, str], None],
+) -> None:
+    """End sessions whose process is gone or whose heartbeats stopped (runs
+    until cancelled)."""
+    period = heartbeat_s / 2
+    while True:
+        started = time.monotonic()
+        await asyncio.sleep(period)
+        # Woken late, the loop itself was stalled: heartbeats may still sit
+        # unread in the socket, so silence says nothing about the clients.
+        stalled = time.monotonic() - started > period + heartbeat_s
+        for session, reason in sessions.expired(math.inf if stalled else timeout_s):
+            end(session, reason)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mediabroker.daemon.sessions import Session
-from mediabroker.selection import TrackRecord
 from mediastream.errors import InvalidStateError, NotFoundError
+
+if TYPE_CHECKING:
+    from mediabroker.daemon.tracks import TrackRecord
 
 __all__ = ["StreamHost", "StreamRegistry"]
 

@@ -2,7 +2,7 @@
 
 The daemon reports counters and totals (frames written, CPU seconds, bytes);
 rates (fps, CPU %, drops per interval) are differences between two reports,
-computed by whoever asks (`mediabroker.cli.commands`), so the daemon keeps no
+computed by whoever asks (`mediabroker.cli.inspect`), so the daemon keeps no
 per-observer state.
 """
 
@@ -20,11 +20,55 @@ from mediastream.ring import Ring, VideoFormat
 
 if TYPE_CHECKING:
     from mediabroker.config import BrokerConfig
+    from mediabroker.daemon.sessions import Session
     from mediabroker.sources.manager import Source
 
-__all__ = ["process_figures", "source_figures"]
+__all__ = ["process_figures", "session_row", "source_figures", "source_row", "stats_reply"]
 
 log = logging.getLogger(__name__)
+
+
+def stats_reply(
+    sessions: Iterable[Session],
+    sources: Iterable[Source],
+    counters: dict[str, int],
+    config: BrokerConfig,
+) -> dict[str, Any]:
+    """What the daemon holds now: for ``mediabroker stats`` and for tests."""
+    sources = list(sources)
+    return {
+        "pid": os.getpid(),
+        "sessions": [session_row(s) for s in sessions],
+        "sources": [source_row(s, config) for s in sources],
+        "processes": process_figures(sources),
+        "counters": dict(counters),
+    }
+
+
+def session_row(session: Session) -> dict[str, Any]:
+    return {
+        "name": session.name,
+        "pid": session.peer.pid,
+        "uid": session.peer.uid,
+        "gid": session.peer.gid,
+        "tracks": sorted(session.tracks),
+        "delivered": session.delivered,
+        "discarded": session.discarded,
+    }
+
+
+def source_row(source: Source, config: BrokerConfig) -> dict[str, Any]:
+    return {
+        "id": source.id,
+        "deviceId": source.device.device_id,
+        "label": source.device.label,
+        "state": source.state.value,
+        "holders": source.holders,
+        "capture": dict(source.counters),
+        "pid": source.pid,
+        "ring": source.ring_name,
+        **source_figures(source, config),
+    }
 
 
 def source_figures(source: Source, config: BrokerConfig) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Sources: one open device in one mode, its ring and its capture process.
 
 Design note. Every track reads a source; every source is shared by all
-tracks that asked for the same device and settings, and counts them. When
-the count falls to zero the source closes after a grace period (a client
-that stops and re-requests keeps the camera warm). The supervisor here
+tracks that asked for the same device and settings. Each holder (a track,
+or a source derived from this one) holds a `Lease`, so who keeps a camera
+open can be listed (`Source.holders`, shown by ``mediabroker stats``) and a
+double release is harmless. When the last lease goes the source closes
+after a grace period (a client that stops and re-requests keeps the camera
+warm). The supervisor here
 restarts a capture process that dies, with backoff: its tracks see ``mute``
 and then ``unmute``; too many crashes in a window end the source.
 
@@ -36,13 +39,13 @@ from mediabroker.capture.backend import BackendSpec
 from mediabroker.capture.main import CaptureSpec, capture_main, decode_status
 from mediabroker.config import BrokerConfig
 from mediabroker.daemon.access import secure_endpoint
-from mediabroker.devices.catalog import Device
+from mediabroker.devices import Device
 from mediabroker.sources.rings import check_budget
 from mediastream.errors import NotReadableError
-from mediastream.paths import source_endpoint
+from mediastream.paths import CAPTURE_STATUS, endpoint, socket_path, source_endpoint
 from mediastream.ring import AudioFormat, Ring, RingFormat, VideoFormat, read_ring_pids
 
-__all__ = ["Source", "SourceListener", "SourceManager", "SourceState", "sweep_stale_rings"]
+__all__ = ["Lease", "Source", "SourceListener", "SourceManager", "SourceState", "sweep_stale_rings"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,8 @@ class Source:
         self.ring_name = config.shm_prefix + source_id
         self.notify_endpoint = source_endpoint(config.run_dir, source_id)
         self.state = SourceState.STARTING
-        self.refs = 0
+        self.leases: set[Lease] = set()
+        self.parent_lease: Lease | None = None  # a derived source's hold on its parent
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._config = config
         self._listener = listener
@@ -118,6 +122,11 @@ class Source:
         self.counters: dict[str, float] = {}  # the backend's, as last reported
         self._progress = (-1, time.monotonic())  # (ring position, when it last moved)
         self.stall_s = max(STALL_S, 3 / self.frame_rate) if self.frame_rate else STALL_S
+
+    @property
+    def holders(self) -> list[str]:
+        """Who holds this source now, e.g. ``["track:3f2c...", "source:2-video-..."]``."""
+        return sorted(lease.holder for lease in self.leases)
 
     @property
     def muted(self) -> bool:
@@ -285,7 +294,7 @@ class Source:
             self._ring.close()
             Ring.unlink(self.ring_name, self._config.shm_dir)
         # The socket file outlives a killed capture process; the run dir is ours.
-        Path(self.notify_endpoint.removeprefix("ipc://")).unlink(missing_ok=True)
+        socket_path(self.notify_endpoint).unlink(missing_ok=True)
 
     async def _stop_process(self) -> None:
         process = self._process
@@ -305,7 +314,33 @@ class Source:
             await self._exited.wait()
 
     def __repr__(self) -> str:
-        return f"<Source {self.id} {self.device.label!r} {self.state.value} refs={self.refs}>"
+        label, state = self.device.label, self.state.value
+        return f"<Source {self.id} {label!r} {state} holders={len(self.leases)}>"
+
+
+class Lease:
+    """One holder's claim on a source, from `SourceManager.acquire` or
+    `SourceManager.lease`. `release` is idempotent: the last lease released
+    starts the source's idle timer."""
+
+    __slots__ = ("_manager", "holder", "released", "source")
+
+    def __init__(self, manager: SourceManager, source: Source, holder: str) -> None:
+        self.source, self.holder, self.released = source, holder, False
+        self._manager = manager
+
+    def share(self, holder: str) -> Lease:
+        """Another lease on the same source, for ``holder`` (a clone, a mirror)."""
+        return self._manager.lease(self.source, holder)
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._manager._release(self)
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "held"
+        return f"<Lease {self.holder} on {self.source.id} {state}>"
 
 
 class SourceManager:
@@ -321,10 +356,17 @@ class SourceManager:
         self._idle_timers: dict[Source, asyncio.TimerHandle] = {}
         self._device_locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
-        self.status_endpoint = f"ipc://{config.run_dir / 'capture-status'}"
+        self.status_endpoint = endpoint(config.run_dir, CAPTURE_STATUS)
         self._status = ctx.socket(zmq.PULL)
-        self._status.bind(self.status_endpoint)
         self._close_tasks: set[asyncio.Task[None]] = set()
+
+    def bind(self) -> None:
+        """Listen for capture processes' status (before any source starts)."""
+        self._status.bind(self.status_endpoint)
+
+    def reconfigure(self, config: BrokerConfig) -> None:
+        """SIGHUP: capture processes started from now on get ``config`` (its log level)."""
+        self._config = config
 
     def __iter__(self) -> Iterator[Source]:
         return iter(list(self._by_id.values()))
@@ -337,31 +379,36 @@ class SourceManager:
                     return source
         return None
 
-    async def acquire(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
-        """A live source for ``device`` in this mode, shared when one is open.
+    async def acquire(
+        self, device: Device, fmt: RingFormat, frame_rate: float, holder: str
+    ) -> Lease:
+        """A lease for ``holder`` on a live source for ``device`` in this mode,
+        shared when one is open.
 
         The device runs in one mode (its native source); any other size, rate
-        or pixel format is a derived source reading the native one. The caller
-        holds one reference. Raises `NotReadableError`.
+        or pixel format is a derived source reading the native one. Raises
+        `NotReadableError`.
         """
         async with self._device_locks.setdefault(device.device_id, asyncio.Lock()):
-            source = await self._acquire_mode(device, fmt, frame_rate)
+            lease = await self._acquire_mode(device, fmt, frame_rate, holder)
         try:
             await asyncio.wait_for(
-                asyncio.shield(source.started), self._config.source_start_timeout_s
+                asyncio.shield(lease.source.started), self._config.source_start_timeout_s
             )
         except BaseException as exc:
-            self.release(source)
+            lease.release()
             if isinstance(exc, TimeoutError):
                 raise NotReadableError(
                     f"{device.label} did not start within {self._config.source_start_timeout_s:g} s"
                 ) from exc
             raise
-        return source
+        return lease
 
-    async def _acquire_mode(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
-        """One reference to the source for this mode; one acquire per device at
-        a time, so two requests never re-open the same camera at once."""
+    async def _acquire_mode(
+        self, device: Device, fmt: RingFormat, frame_rate: float, holder: str
+    ) -> Lease:
+        """A lease on the source for this mode; one acquire per device at a
+        time, so two requests never re-open the same camera at once."""
         native = self.native_of(device)
         if native is not None and not _derivable(native, fmt, frame_rate):
             native = await self._reconfigure(native, fmt, frame_rate)
@@ -373,15 +420,14 @@ class SourceManager:
                 plan = SourcePlan(device, fmt, frame_rate, _derived_backend(native), native)
                 source = self._open(plan)
         assert source is not None
-        self.retain(source)
-        return source
+        return self.lease(source, holder)
 
     async def _reconfigure(self, old: Source, fmt: RingFormat, frame_rate: float) -> Source | None:
         """Re-open a camera in a mode that covers both what it runs and a larger
         request. The old source keeps its ring and its tracks: it becomes a
         derived source of the new one (its tracks see mute, then unmute).
         An old source nobody uses is simply closed (None: open afresh)."""
-        if old.refs == 0:
+        if not old.leases:
             self._cancel_idle(old)
             await self._close(old)
             return None
@@ -403,15 +449,16 @@ class SourceManager:
         native = self._open(
             SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend)
         )
-        self.retain(native)  # held by the old source, which derives from it now
+        parent_lease = self.lease(native, f"source:{old.id}")  # old derives from it now
         try:
             await asyncio.wait_for(
                 asyncio.shield(native.started), self._config.source_start_timeout_s
             )
         except BaseException:
-            self.release(native)
+            parent_lease.release()
             old.resume(old.plan)  # back as it was
             raise
+        old.parent_lease = parent_lease
         old.resume(
             SourcePlan(old.device, old.format, old.frame_rate, _derived_backend(native), native)
         )
@@ -431,13 +478,13 @@ class SourceManager:
     def _open(self, plan: SourcePlan) -> Source:
         source_id = f"{next(self._ids)}-{_mode_name(plan.format, plan.frame_rate)}"
         source = Source(source_id, plan, self._config, self._listener, self.status_endpoint)
-        if plan.parent is not None:
-            self.retain(plan.parent)  # a derived source keeps its parent open
+        if plan.parent is not None:  # a derived source keeps its parent open
+            source.parent_lease = self.lease(plan.parent, f"source:{source_id}")
         try:
             source.start()
         except BaseException:
-            if plan.parent is not None:
-                self.release(plan.parent)
+            if source.parent_lease is not None:
+                source.parent_lease.release()
             raise
         self._sources[plan.key] = source
         self._by_id[source_id] = source
@@ -447,15 +494,20 @@ class SourceManager:
         """``source`` and the sources derived from it."""
         return [source, *(s for s in self._by_id.values() if s.parent is source)]
 
-    def retain(self, source: Source) -> None:
-        source.refs += 1
+    def lease(self, source: Source, holder: str) -> Lease:
+        """Another hold on a source that is open (a cloned or mirrored track,
+        a derived source)."""
+        lease = Lease(self, source, holder)
+        source.leases.add(lease)
         self._cancel_idle(source)
+        return lease
 
-    def release(self, source: Source) -> None:
-        """Drop one reference; the last one closes the source after the grace period
-        (at once when it has ended: there is nothing to keep warm)."""
-        source.refs -= 1
-        if source.refs > 0:
+    def _release(self, lease: Lease) -> None:
+        """The last lease closes the source after the grace period (at once
+        when it has ended: there is nothing to keep warm)."""
+        source = lease.source
+        source.leases.discard(lease)
+        if source.leases:
             return
         delay = 0.0 if source.state is SourceState.ENDED else self._config.idle_close_s
         loop = asyncio.get_running_loop()
@@ -463,7 +515,7 @@ class SourceManager:
 
     def _close_idle(self, source: Source) -> None:
         self._idle_timers.pop(source, None)
-        if source.refs == 0:
+        if not source.leases:
             task = asyncio.create_task(self._close(source))
             self._close_tasks.add(task)
             task.add_done_callback(self._close_tasks.discard)
@@ -473,8 +525,8 @@ class SourceManager:
             del self._sources[source.plan.key]
         self._by_id.pop(source.id, None)
         await source.close()
-        if source.parent is not None:
-            self.release(source.parent)
+        if source.parent_lease is not None:
+            source.parent_lease.release()
 
     async def watch_progress(self) -> None:
         """Check every source's progress twice a second (runs forever)."""

@@ -1,0 +1,171 @@
+"""The daemon's track table: every track it serves, who holds it, what it reads.
+
+A track is one session's hold on one source (a `Lease`). The table is what
+the source supervisor reports to (`SourceListener`: a source muted, or
+ended) and what shared streams mirror tracks through (`StreamHost`), so
+both talk to the tracks, not to the whole daemon. Events about a track go
+to its own session only, as notices on the control socket.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mediabroker.daemon.sessions import Session
+from mediabroker.daemon.shared_streams import StreamRegistry
+from mediabroker.sources.manager import Lease, Source
+from mediastream import wire
+from mediastream.errors import NotReadableError
+
+__all__ = ["MAX_TRACKS_PER_SESSION", "NoticeSender", "TrackRecord", "TrackTable", "new_track_id"]
+
+MAX_TRACKS_PER_SESSION = 256  # keeps every reply about a session within the wire's limits
+
+
+class NoticeSender(Protocol):
+    def __call__(self, session: Session, topic: str, event_type: str, **fields: Any) -> None: ...
+
+
+def new_track_id() -> str:
+    return str(uuid.uuid4())
+
+
+def holder_name(track_id: str) -> str:
+    """How a track shows among a source's holders (``mediabroker stats``)."""
+    return f"track:{track_id}"
+
+
+@dataclass(eq=False)
+class TrackRecord:
+    """One MediaStreamTrack held by one session."""
+
+    id: str
+    session: Session
+    lease: Lease
+    settings: dict[str, Any]
+    constraints: dict[str, Any] = field(default_factory=dict)
+    """The last successfully applied constraint set (getConstraints)."""
+
+    @property
+    def source(self) -> Source:
+        return self.lease.source
+
+    @property
+    def kind(self) -> str:
+        return self.source.device.media_kind
+
+    def to_wire(self) -> wire.TrackInfoDict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "label": self.source.device.label,
+            "muted": self.source.muted,
+            "settings": self.settings,
+            "constraints": self.constraints,
+            "capabilities": self.source.device.capabilities,
+            "ring": self.source.ring_name,
+            "notify": self.source.notify_endpoint,
+        }
+
+
+class TrackTable:
+    """The tracks by id, with the shared streams that mirror them."""
+
+    def __init__(self, send_notice: NoticeSender) -> None:
+        self._tracks: dict[str, TrackRecord] = {}
+        self.send_notice = send_notice
+        self.streams = StreamRegistry(self)
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def __iter__(self) -> Iterator[TrackRecord]:
+        return iter(list(self._tracks.values()))
+
+    def of_session(self, session: Session, track_id: object) -> TrackRecord | None:
+        """``session``'s live track ``track_id``; None for an ended, unknown or
+        another session's track."""
+        track = self._tracks.get(str(track_id))
+        return track if track is not None and track.session is session else None
+
+    def is_live(self, track: TrackRecord) -> bool:
+        return self._tracks.get(track.id) is track
+
+    def add(
+        self,
+        track_id: str,
+        session: Session,
+        lease: Lease,
+        settings: dict[str, Any],
+        constraints: dict[str, Any],
+    ) -> TrackRecord:
+        """A new track holding ``lease`` (released here when the session may
+        hold no more tracks)."""
+        try:
+            check_track_room(session, 1)  # again: requests run concurrently
+        except NotReadableError:
+            lease.release()
+            raise
+        track = TrackRecord(track_id, session, lease, settings, constraints)
+        self._tracks[track.id] = track
+        session.tracks.add(track.id)
+        return track
+
+    def mirror_track(self, session: Session, original: TrackRecord) -> TrackRecord:
+        """A track of ``session`` on ``original``'s source: a clone, or a
+        shared stream's mirror (StreamHost)."""
+        track_id = new_track_id()
+        lease = original.lease.share(holder_name(track_id))
+        return self.add(
+            track_id, session, lease, dict(original.settings), dict(original.constraints)
+        )
+
+    def check_track_room(self, session: Session, wanted: int) -> None:
+        check_track_room(session, wanted)
+
+    def release(self, track: TrackRecord) -> None:
+        """Forget ``track`` and drop its hold on the source. Idempotent."""
+        if self._tracks.pop(track.id, None) is None:
+            return
+        track.session.tracks.discard(track.id)
+        track.lease.release()
+        self.streams.track_gone(track)
+
+    def end_track(self, track: TrackRecord, reason: str) -> None:
+        """The daemon ends a track: the client sees ``ended``."""
+        self.send_notice(track.session, f"track/{track.id}", "ended", reason=reason)
+        self.release(track)
+
+    def drop_session(self, session: Session) -> None:
+        """Release every track of a session that went away, and its streams."""
+        self.streams.session_gone(session)
+        for track_id in list(session.tracks):
+            self.release(self._tracks[track_id])
+
+    def notify(self, session: Session, topic: str, event_type: str, **fields: Any) -> None:
+        self.send_notice(session, topic, event_type, **fields)  # StreamHost
+
+    # -- SourceListener ------------------------------------------------------
+
+    def source_muted(self, source: Source, muted: bool) -> None:
+        for track in self.of_source(source):
+            self.send_notice(track.session, f"track/{track.id}", "mute" if muted else "unmute")
+
+    def source_ended(self, source: Source, reason: str) -> None:
+        for track in self.of_source(source):
+            self.end_track(track, reason)
+
+    def of_source(self, source: Source) -> list[TrackRecord]:
+        """Tracks that read ``source`` or a source derived from it."""
+        return [t for t in self._tracks.values() if source in (t.source, t.source.parent)]
+
+
+def check_track_room(session: Session, wanted: int) -> None:
+    if len(session.tracks) + wanted > MAX_TRACKS_PER_SESSION:
+        raise NotReadableError(
+            f"this process holds {len(session.tracks)} tracks and may hold "
+            f"{MAX_TRACKS_PER_SESSION}; stop the ones it no longer reads"
+        )
