@@ -1,9 +1,8 @@
 """``mediabroker serve``: the daemon in the foreground, as the systemd unit runs it.
 
 The configuration is the file (``--config``, else the default one when it
-exists) with the flags over it (`config_from_args`). `serve` runs a
-`Broker` until SIGTERM or SIGINT and re-reads the configuration on SIGHUP;
-its signal handlers only set events, and the loop acts on them.
+exists) with the flags over it (`config_from_args`). The daemon's
+lifecycle itself (signals, SIGHUP reloads) is `mediabroker.daemon.broker.serve`.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ import argparse
 import asyncio
 import functools
 import logging
-import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +29,11 @@ from mediabroker.config import (
     FileSource,
     load_config,
 )
-from mediabroker.config import reloadable as reloadable_config
-from mediabroker.daemon.broker import Broker
+from mediabroker.daemon.broker import serve
 from mediabroker.daemon.rundir import RunDir
 from mediabroker.errors import ConfigError, StartError
 
-__all__ = ["add_parser", "config_from_args", "serve"]
+__all__ = ["add_parser", "config_from_args"]
 
 log = logging.getLogger("mediabroker")
 
@@ -147,49 +143,8 @@ def _serve(args: argparse.Namespace) -> int:
     log.info("configuration: %s", config.config_path or "defaults and flags (no file)")
     try:
         with RunDir(config):
-            return asyncio.run(serve(config, load))
+            asyncio.run(serve(config, load))
+        return EXIT_OK
     except StartError as exc:
         log.error("%s", exc)
         return EXIT_FAILED
-
-
-async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = None) -> int:
-    """Run a daemon until SIGTERM or SIGINT; SIGHUP reloads through ``load``.
-    The handlers only record the signal; the loop acts on it."""
-    stop, hangup = asyncio.Event(), asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, hangup.set)
-    broker = Broker(config)
-    reloader = asyncio.create_task(_reload_on_hangup(broker, hangup, load or (lambda: config)))
-    try:
-        await broker.run(stop)
-    finally:
-        reloader.cancel()
-        await asyncio.gather(reloader, return_exceptions=True)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(signum)
-    return EXIT_OK
-
-
-async def _reload_on_hangup(
-    broker: Broker, hangup: asyncio.Event, load: Callable[[], BrokerConfig]
-) -> None:
-    """On each SIGHUP, load the configuration again and apply what can
-    change while running; a refused file leaves the running one in place."""
-    while True:
-        await hangup.wait()
-        hangup.clear()
-        log.info("SIGHUP: reading %s", broker.config.config_path or "the flags (no file)")
-        try:
-            fresh = load()
-        except ConfigError as exc:
-            log.error("reload refused, the running configuration stays: %s", exc)
-            continue
-        config, pending = reloadable_config(broker.config, fresh)
-        if pending:
-            log.warning("%s changed: restart the daemon to apply that", ", ".join(pending))
-        await broker.reload(config)
-        log.info("reloaded; log level %s", logging.getLevelName(config.log_level).lower())
-        logging.getLogger().setLevel(config.log_level)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Coroutine
+import signal
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import zmq.asyncio
 
 from mediabroker.config import BrokerConfig
+from mediabroker.config import reloadable as reloadable_config
 from mediabroker.daemon.access import secure_sockets
 from mediabroker.daemon.control import ControlServer
 from mediabroker.daemon.device_watch import DeviceWatch
@@ -34,10 +36,11 @@ from mediabroker.daemon.ops import AdminOps, MediaOps, StreamOps
 from mediabroker.daemon.sessions import Session, SessionTable, reap_sessions
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediabroker.daemon.tracks import TrackTable
+from mediabroker.errors import ConfigError
 from mediabroker.sources.manager import SourceManager, sweep_stale_rings
 from mediastream.paths import DAEMON_SOCKETS
 
-__all__ = ["Broker", "BrokerState"]
+__all__ = ["Broker", "BrokerState", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +140,44 @@ class Broker:
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)
         return f"{len(self.sessions)} client(s), {len(self.tracks)} track(s), {sources} source(s)"
+
+
+async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = None) -> None:
+    """Run a daemon until SIGTERM or SIGINT; SIGHUP reloads through ``load``.
+    The handlers only record the signal; the loop acts on it."""
+    stop, hangup = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, hangup.set)
+    broker = Broker(config)
+    reloader = asyncio.create_task(_reload_on_hangup(broker, hangup, load or (lambda: config)))
+    try:
+        await broker.run(stop)
+    finally:
+        reloader.cancel()
+        await asyncio.gather(reloader, return_exceptions=True)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+async def _reload_on_hangup(
+    broker: Broker, hangup: asyncio.Event, load: Callable[[], BrokerConfig]
+) -> None:
+    """On each SIGHUP, load the configuration again and apply what can
+    change while running; a refused file leaves the running one in place."""
+    while True:
+        await hangup.wait()
+        hangup.clear()
+        log.info("SIGHUP: reading %s", broker.config.config_path or "the flags (no file)")
+        try:
+            fresh = load()
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+            continue
+        config, pending = reloadable_config(broker.config, fresh)
+        if pending:
+            log.warning("%s changed: restart the daemon to apply that", ", ".join(pending))
+        await broker.reload(config)
+        log.info("reloaded; log level %s", logging.getLevelName(config.log_level).lower())
+        logging.getLogger().setLevel(config.log_level)
