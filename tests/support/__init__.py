@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
@@ -251,3 +252,18 @@ def run_mediabroker(*args: str, timeout: float = 60) -> subprocess.CompletedProc
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def held_open(path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real process (``sleep``) holding ``path`` open, as ffmpeg would hold
+    a camera; created empty if missing."""
+    if not path.exists():
+        path.write_bytes(b"")
+    with open(path, "rb") as stdin:
+        process = subprocess.Popen(["sleep", "60"], stdin=stdin)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(5)

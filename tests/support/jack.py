@@ -36,6 +36,9 @@ TONE_HZ = (RATE / 200, 3 * RATE / 200)  # jack_simple_client's left and right si
 TONE_AMPLITUDE = 0.2
 START_TIMEOUT_S = 10.0
 
+JACK_API = "JACK Audio Connection Kit"  # PortAudio's host API name for JACK
+JACK_LABEL = f"system ({JACK_API})"  # the dummy server's capture device, as we label it
+
 
 def require_jack() -> None:
     """Skip (outside CI) or fail (CI=true) when jackd or libportaudio2 is missing.

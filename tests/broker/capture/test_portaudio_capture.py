@@ -30,10 +30,16 @@ from mediastream import MediaDevices, MediaStreamTrack, NotReadableError
 from mediastream.frames import AudioData
 from mediastream.ring import AudioFormat, Ring
 from support import Daemon, unique_prefix, wait_until
-from support.jack import PERIOD, RATE, TONE_AMPLITUDE, TONE_HZ, JackServer, serve_jack
-
-JACK_API = "JACK Audio Connection Kit"
-JACK_LABEL = f"system ({JACK_API})"
+from support.jack import (
+    JACK_API,
+    JACK_LABEL,
+    PERIOD,
+    RATE,
+    TONE_AMPLITUDE,
+    TONE_HZ,
+    JackServer,
+    serve_jack,
+)
 
 
 @pytest.fixture

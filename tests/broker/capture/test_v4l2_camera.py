@@ -14,6 +14,7 @@ from mediabroker.capture.v4l2 import V4L2Camera, choose_mode
 from mediabroker.devices.v4l2 import Mode
 from mediabroker.errors import CaptureError
 from mediastream.ring import VideoFormat
+from support import held_open
 
 MODES = [
     Mode(640, 480, 30.0, "YUYV"),
@@ -42,16 +43,9 @@ def test_mjpg_only_where_it_gives_a_higher_rate(
 
 @pytest.fixture
 def held_file(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """A real process (``sleep``) holding a file open, as ffmpeg would hold a camera."""
     path = tmp_path / "video7"
-    path.write_bytes(b"")
-    with open(path, "rb") as stdin:
-        process = subprocess.Popen(["sleep", "60"], stdin=stdin)
-    try:
+    with held_open(path) as process:
         yield path, process
-    finally:
-        process.kill()
-        process.wait(5)
 
 
 def test_a_camera_that_cannot_be_opened_names_its_holder(

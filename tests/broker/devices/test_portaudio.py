@@ -23,10 +23,7 @@ from mediabroker.devices.portaudio import (
     portaudio_devices,
     probe_input_devices,
 )
-from support.jack import PERIOD, RATE, JackServer, serve_jack
-
-JACK_API = "JACK Audio Connection Kit"
-JACK_LABEL = f"system ({JACK_API})"
+from support.jack import JACK_API, JACK_LABEL, PERIOD, RATE, JackServer, serve_jack
 
 
 @pytest.fixture

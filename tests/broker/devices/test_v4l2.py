@@ -35,6 +35,7 @@ from mediabroker.devices.v4l2 import (
     v4l2_devices,
 )
 from mediabroker.errors import CaptureError
+from support import held_open
 
 USB = "devices/pci0000:00/0000:00:14.0/usb1"
 
@@ -253,16 +254,9 @@ def test_capabilities_and_defaults_from_modes() -> None:
 
 @pytest.fixture
 def held_file(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """A real process (``sleep``) holding a file open, as ffmpeg would hold a camera."""
     path = tmp_path / "video7"
-    path.write_bytes(b"")
-    with open(path, "rb") as stdin:
-        process = subprocess.Popen(["sleep", "60"], stdin=stdin)
-    try:
+    with held_open(path) as process:
         yield path, process
-    finally:
-        process.kill()
-        process.wait(5)
 
 
 def test_holder_of_names_the_process_holding_a_node(
