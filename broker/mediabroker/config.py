@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mediabroker.errors import ConfigError
+from mediabroker.sources.policy import STALL_S, RestartPolicy
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
 from mediastream.ring import SHM_DIR, check_segment_name
 
@@ -87,6 +88,8 @@ class BrokerConfig:
     session_timeout_s: float = 1.5  # missed heartbeats before a session ends
     source_start_timeout_s: float = 10.0
     stop_deadline_s: float = 3.0  # SIGTERM to SIGKILL for capture processes
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)  # not in the file
+    stall_s: float = STALL_S  # a live ring that stands still this long is killed; not in the file
     log_level: int = logging.INFO
     socket_group: int | None = None  # gid of the run dir, sockets and rings; None: ours
     socket_mode: int = 0o660  # the run dir gets the matching search bits (0750)
@@ -98,6 +101,8 @@ class BrokerConfig:
         check_segment_name(self.shm_prefix + "x")
         if self.ring_slots < 2:
             raise ValueError(f"ring_slots is {self.ring_slots}; a ring needs at least 2")
+        if self.stall_s <= 0:
+            raise ValueError(f"stall_s is {self.stall_s:g}; it must be positive")
         if self.session_timeout_s <= self.heartbeat_s:
             raise ValueError("session_timeout_s must be longer than heartbeat_s")
         if self.socket_mode & ~0o666 or self.socket_mode & 0o600 != 0o600:

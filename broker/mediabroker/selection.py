@@ -21,7 +21,7 @@ from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
 if TYPE_CHECKING:
-    from mediabroker.sources.manager import Source
+    from mediabroker.sources import Source
 
 __all__ = [
     "choose_device",

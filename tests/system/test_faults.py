@@ -34,7 +34,7 @@ import pytest
 
 from conftest import assert_nothing_left
 from mediabroker.capture.fake import verify_pattern
-from mediabroker.sources.manager import CRASH_WINDOW_S, MAX_CRASHES
+from mediabroker.sources.policy import RestartPolicy
 from mediastream import (
     MediaDevices,
     MediaStreamError,
@@ -47,6 +47,8 @@ from support import ClientProcess, Daemon, add_figure, segments, wait_until
 RELEASE_S = 2.0  # a dead client's session and tracks are gone within this
 WINDOW_S = 1.5  # reading windows compared before and after a kill
 SAME_PACE = 0.8  # the other reader's frame count after the kill, against before
+MAX_CRASHES = RestartPolicy().max_crashes  # the daemon runs with the default policy
+CRASH_WINDOW_S = RestartPolicy().window_s
 
 
 def session_names(devices: MediaDevices) -> list[str]:

@@ -54,7 +54,7 @@ class DerivedCamera:
         self._notify.setsockopt(zmq.LINGER, 0)
         self._notify.setsockopt(zmq.CONFLATE, 1)
         self._notify.setsockopt(zmq.SUBSCRIBE, b"")
-        self._notify.connect(str(params["notify"]))
+        self._notify.connect(str(params["frames_endpoint"]))
         self._period_ns = int(NS_PER_S / frame_rate) if frame_rate > 0 else 0
         self._next_due_ns = 0
         self._last_seq = 0

@@ -47,7 +47,7 @@ class CaptureSpec:
     ring_name: str
     backend: BackendSpec
     frame_rate: float
-    notify_endpoint: str
+    frames_endpoint: str  # the frame-ready PUB socket this process binds
     status_endpoint: str
     parent_pid: int
     log_level: int = logging.INFO
@@ -151,7 +151,7 @@ def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.
     with Ring.open(spec.ring_name, writable=True) as ring:
         ring.set_pids(writer=os.getpid())
         notify = ctx.socket(zmq.PUB)
-        notify.bind(spec.notify_endpoint)
+        notify.bind(spec.frames_endpoint)
         try:
             if isinstance(ring.format, VideoFormat):
                 video = open_video_backend(spec.backend, ring.format, spec.frame_rate)

@@ -37,7 +37,7 @@ from mediabroker.daemon.sessions import Session, SessionTable, reap_sessions
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediabroker.daemon.tracks import TrackTable
 from mediabroker.errors import ConfigError
-from mediabroker.sources.manager import SourceManager, sweep_stale_rings
+from mediabroker.sources import SourceManager, sweep_stale_rings
 from mediastream.paths import DAEMON_SOCKETS
 
 __all__ = ["Broker", "BrokerState", "serve"]

@@ -15,7 +15,7 @@ from mediabroker.config import BrokerConfig
 from mediabroker.daemon.sessions import SessionTable
 from mediabroker.daemon.tracks import NoticeSender
 from mediabroker.devices import Device, DeviceCatalog
-from mediabroker.sources.manager import SourceManager
+from mediabroker.sources import SourceManager
 
 __all__ = ["DeviceWatch"]
 

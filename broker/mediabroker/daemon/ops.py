@@ -32,7 +32,7 @@ from mediabroker.selection import (
     settings_for_source,
     settle_settings,
 )
-from mediabroker.sources.manager import Lease, SourceManager
+from mediabroker.sources import Lease, SourceManager
 from mediastream.errors import (
     AbortError,
     ConstraintTypeError,

@@ -21,7 +21,7 @@ from mediastream.ring import Ring, VideoFormat
 if TYPE_CHECKING:
     from mediabroker.config import BrokerConfig
     from mediabroker.daemon.sessions import Session
-    from mediabroker.sources.manager import Source
+    from mediabroker.sources import Source
 
 __all__ = ["process_figures", "session_row", "source_figures", "source_row", "stats_reply"]
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from mediabroker.daemon.sessions import Session
 from mediabroker.daemon.shared_streams import StreamRegistry
-from mediabroker.sources.manager import Lease, Source
+from mediabroker.sources import Lease, Source
 from mediastream import wire
 from mediastream.errors import NotReadableError
 
@@ -67,7 +67,7 @@ class TrackRecord:
             "constraints": self.constraints,
             "capabilities": self.source.device.capabilities,
             "ring": self.source.ring_name,
-            "notify": self.source.notify_endpoint,
+            "notify": self.source.frames_endpoint,  # the wire key the client reads
         }
 
 

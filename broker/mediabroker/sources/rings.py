@@ -1,19 +1,30 @@
-"""The shared-memory budget: a cap on what this daemon's rings may take.
+"""Shared-memory housekeeping: the budget of this daemon's rings, and the
+sweep of rings a killed daemon left behind.
 
 /dev/shm is shared with everything else on the machine (and is 64 MiB in a
 default container), so ``rings.shm_budget_mib`` caps the sum of the segments
 under this daemon's prefix. A ring that would go over is refused before it
 is created, with `NotReadableError` saying what it needs and what is left;
 the room left in /dev/shm itself is checked by `Ring.create`.
+
+A daemon killed with SIGKILL cannot unlink its rings; the next one on the
+same prefix removes those whose owner and writer are both gone
+(`sweep_stale_rings`, at start, once the run dir is locked).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediastream.errors import NotReadableError
-from mediastream.ring import RingFormat, ring_bytes
+from mediastream.ring import Ring, RingFormat, read_ring_pids, ring_bytes
 
-__all__ = ["check_budget", "used_bytes"]
+__all__ = ["check_budget", "sweep_stale_rings", "used_bytes"]
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -45,3 +56,38 @@ def check_budget(config: BrokerConfig, name: str, fmt: RingFormat, slots: int) -
         f"{used / MIB:.1f} MiB is in use; ask for smaller frames, stop other streams, "
         "or raise the budget"
     )
+
+
+def sweep_stale_rings(config: BrokerConfig) -> list[str]:
+    """Unlink this prefix's segments whose owner and writer are both gone
+    (left by a daemon that was killed). Returns the names removed."""
+    removed = []
+    for path in sorted(config.shm_dir.glob(config.shm_prefix + "*")):
+        pids = read_ring_pids(path.name, config.shm_dir)
+        if pids is not None and any(pid and _pid_alive(pid) for pid in pids):
+            continue
+        Ring.unlink(path.name, config.shm_dir)
+        removed.append(path.name)
+    if removed:
+        log.info("removed %d stale segment(s): %s", len(removed), ", ".join(removed))
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # An orphaned capture process can stay a zombie for long where PID 1 does
+    # not reap (containers without an init): it maps nothing any more.
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rpartition(")")[2].split()[:1] == ["Z"]
