@@ -15,7 +15,8 @@ Code map, by where the code runs:
 - ``cli/``      the ``mediabroker`` command.
 - top level:    ``config`` (settings), ``constraints`` and ``selection``
                 (pure: the spec's SelectSettings, which device and mode a
-                track gets), ``errors`` (the daemon's own), ``launcher``
+                track gets), ``errors`` (the daemon's own), ``filemodes``
+                (modes and groups of the run dir and sockets), ``launcher``
                 (start a daemon and wait for READY=1, for tests, demo, bench).
 
 The contract both sides share (wire protocol, ring layout, paths, the

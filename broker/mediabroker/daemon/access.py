@@ -1,4 +1,4 @@
-"""Who may use the daemon, and with which file modes.
+"""Who may use the daemon.
 
 Design note. Access has two gates. The outer one is the file system: the run
 dir is 0750 and the sockets 0660 with the configured group (segments 0640
@@ -11,7 +11,8 @@ Every later request of that client is tied to the session ``hello`` opened,
 so nothing gets past the check. The daemon's own user and root always pass:
 they can read the rings anyway.
 
-Which devices are offered (``devices.allow``, ``devices.deny``) is
+The file modes of the outer gate are set by `mediabroker.filemodes`; which
+devices are offered (``devices.allow``, ``devices.deny``) is
 `mediabroker.devices.filters`.
 """
 
@@ -22,36 +23,25 @@ import logging
 import math
 import os
 import pwd
-import stat
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediastream.errors import NotAllowedError
-from mediastream.paths import CAPTURE_STATUS, CONTROL, EVENTS, socket_path
 
 if TYPE_CHECKING:
     from mediabroker.daemon.sessions import PeerCredentials
 
 __all__ = [
-    "PRIVATE_SOCKETS",
-    "PUBLIC_SOCKETS",
     "check_peer",
     "describe_gid",
     "describe_uid",
     "peer_groups",
-    "run_dir_mode",
-    "secure_endpoint",
-    "secure_path",
-    "secure_sockets",
 ]
 
 log = logging.getLogger(__name__)
 
-PUBLIC_SOCKETS = (CONTROL, EVENTS)  # clients connect to these
-PRIVATE_SOCKETS = (CAPTURE_STATUS,)  # only the daemon's own capture processes
 REFUSAL_LOG_EVERY_S = 60.0
 _refusals_logged: dict[int, float] = {}  # uid -> when its last refusal was logged
 
@@ -135,54 +125,3 @@ def _log_refusal(peer: PeerCredentials) -> None:
         peer.pid,
         describe_uid(peer.uid),
     )
-
-
-# -- file modes ------------------------------------------------------------
-
-
-def run_dir_mode(socket_mode: int) -> int:
-    """The run dir's mode for a socket mode: whoever may use the sockets may
-    search and list the directory (0660 -> 0750, 0666 -> 0755)."""
-    mode = 0o700
-    if socket_mode & 0o060:
-        mode |= 0o050
-    if socket_mode & 0o006:
-        mode |= 0o005
-    return mode
-
-
-def secure_path(path: Path, mode: int, gid: int | None) -> None:
-    """chmod ``path`` to ``mode`` and give it group ``gid`` (None: keep).
-    Raises OSError (PermissionError when we may not use that group)."""
-    if gid is not None and os.stat(path).st_gid != gid:
-        os.chown(path, -1, gid)
-    os.chmod(path, mode)
-
-
-def secure_sockets(config: BrokerConfig, names: Iterable[str] = PUBLIC_SOCKETS) -> None:
-    """Give freshly bound sockets in the run dir their mode and group (libzmq
-    creates them with the umask's mode and our primary group), and make the
-    capture processes' status socket private: a client must not be able to
-    report a source as failed. A failure is logged: the daemon still serves
-    its own user."""
-    targets = [(name, config.socket_mode, config.socket_group) for name in names]
-    targets += [(name, 0o600, None) for name in PRIVATE_SOCKETS]
-    for name, mode, gid in targets:
-        path = config.run_dir / name
-        try:
-            if stat.S_ISSOCK(os.lstat(path).st_mode):
-                secure_path(path, mode, gid)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            log.warning("cannot set mode %#o and group on %s: %s", mode, path, exc)
-
-
-def secure_endpoint(config: BrokerConfig, endpoint: str) -> None:
-    """`secure_sockets` for one ``ipc://`` socket a capture process bound
-    (a source's frame notifications); a failure is logged."""
-    path = socket_path(endpoint)
-    try:
-        secure_path(path, config.socket_mode, config.socket_group)
-    except OSError as exc:
-        log.warning("cannot set mode %#o and group on %s: %s", config.socket_mode, path, exc)

@@ -28,7 +28,6 @@ import zmq.asyncio
 
 from mediabroker.config import BrokerConfig
 from mediabroker.config import reloadable as reloadable_config
-from mediabroker.daemon.access import secure_sockets
 from mediabroker.daemon.control import ControlServer
 from mediabroker.daemon.device_watch import DeviceWatch
 from mediabroker.daemon.heartbeat import Heartbeat
@@ -37,6 +36,7 @@ from mediabroker.daemon.sessions import Session, SessionTable, reap_sessions
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediabroker.daemon.tracks import TrackTable
 from mediabroker.errors import ConfigError
+from mediabroker.filemodes import secure_sockets
 from mediabroker.sources import SourceManager, sweep_stale_rings
 from mediastream.paths import DAEMON_SOCKETS
 

@@ -20,8 +20,8 @@ import stat
 from types import TracebackType
 
 from mediabroker.config import BrokerConfig
-from mediabroker.daemon.access import run_dir_mode, secure_path
 from mediabroker.errors import StartError
+from mediabroker.filemodes import run_dir_mode, secure_path
 
 __all__ = ["PID_FILE", "RunDir"]
 

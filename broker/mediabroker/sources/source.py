@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Protocol
 from mediabroker.capture.backend import BackendSpec
 from mediabroker.capture.main import CaptureSpec
 from mediabroker.config import BrokerConfig
-from mediabroker.daemon.access import secure_endpoint
 from mediabroker.devices import Device
+from mediabroker.filemodes import secure_endpoint
 from mediabroker.sources.policy import Progress, StallWatch
 from mediabroker.sources.process import CaptureProcess
 from mediabroker.sources.rings import check_budget

@@ -23,13 +23,9 @@ import pytest
 
 from conftest import assert_nothing_left
 from mediabroker.config import BrokerConfig
-from mediabroker.daemon.access import (
-    check_peer,
-    peer_groups,
-    run_dir_mode,
-    secure_path,
-)
+from mediabroker.daemon.access import check_peer, peer_groups
 from mediabroker.daemon.sessions import PeerCredentials
+from mediabroker.filemodes import run_dir_mode, secure_path
 from mediastream import MediaDevices, NotAllowedError
 from mediastream.ring import SHM_DIR
 from support import REPO, Daemon, child_env, segments
