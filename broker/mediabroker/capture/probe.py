@@ -26,9 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mediabroker.capture.files import probe_video_file
-from mediabroker.capture.portaudio import query_input_devices
-from mediabroker.capture.v4l2 import query_modes
 from mediabroker.errors import CaptureError
 
 __all__ = ["PROBES", "main", "probe", "usage_problem"]
@@ -48,11 +45,19 @@ class _Records(logging.Handler):
         self.records.append([record.levelno, record.name, record.getMessage()])
 
 
+# Each probe imports only its own driver: the PortAudio one, which runs every
+# rescan, must not pay for loading OpenCV.
+
+
 def _portaudio() -> Any:
+    from mediabroker.capture.portaudio import query_input_devices
+
     return query_input_devices()
 
 
 def _file(path: str) -> Any:
+    from mediabroker.capture.files import probe_video_file
+
     info = probe_video_file(Path(path))
     return {
         "width": info.width,
@@ -63,6 +68,8 @@ def _file(path: str) -> Any:
 
 
 def _v4l2(node: str) -> Any:
+    from mediabroker.capture.v4l2 import query_modes
+
     return [mode.to_list() for mode in query_modes(Path(node))]
 
 
