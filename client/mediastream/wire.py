@@ -36,6 +36,7 @@ __all__ = [
     "AUDIO_CONSTRAINTS",
     "COMMON_CONSTRAINTS",
     "MAX_MESSAGE_BYTES",
+    "MAX_SUBSCRIPTION_BYTES",
     "OPS",
     "PROTOCOL_VERSION",
     "SUPPORTED_CONSTRAINTS",
@@ -64,6 +65,10 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_STRING_BYTES = 4096
 MAX_CONTAINER_ITEMS = 256
 MAX_TOPIC_BYTES = 128
+# What a subscriber may send a PUB socket: one flag byte and a topic prefix.
+# Set as the socket's inbound limit, so a huge subscription is a dropped
+# connection instead of memory the publisher must hold.
+MAX_SUBSCRIPTION_BYTES = 1 + MAX_TOPIC_BYTES
 MAX_DEPTH = 32  # nested maps and arrays; keeps repr/copy/logging off the recursion limit
 
 

@@ -28,7 +28,7 @@ from mediabroker.capture.backend import AudioBackend, BackendSpec, VideoBackend,
 from mediabroker.capture.registry import open_audio_backend, open_video_backend
 from mediabroker.errors import CaptureError, EndOfStream
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
-from mediastream.wire import encode_frame_ready
+from mediastream.wire import MAX_SUBSCRIPTION_BYTES, encode_frame_ready
 
 __all__ = ["CaptureSpec", "capture_main", "decode_status"]
 
@@ -151,6 +151,7 @@ def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.
     with Ring.open(spec.ring_name, writable=True) as ring:
         ring.set_pids(writer=os.getpid())
         notify = ctx.socket(zmq.PUB)
+        notify.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)  # before bind
         notify.bind(spec.frames_endpoint)
         try:
             if isinstance(ring.format, VideoFormat):

@@ -44,6 +44,7 @@ class Heartbeat:
     def bind(self, run_dir: Path) -> None:
         socket = self._ctx.socket(zmq.PUB)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_SUBSCRIPTION_BYTES)  # before bind
         socket.bind(events_endpoint(run_dir))
         self._socket = socket
 
