@@ -10,34 +10,54 @@ the room left in /dev/shm itself is checked by `Ring.create`.
 A daemon killed with SIGKILL cannot unlink its rings; the next one on the
 same prefix removes those whose owner and writer are both gone
 (`sweep_stale_rings`, at start, once the run dir is locked).
+
+Any local user may create files in /dev/shm, under our prefix too. Both
+the sweep and the budget look only at regular files this daemon's user
+owns (`own_segments`, from an lstat: a FIFO, a symlink or a device node is
+never opened, so none can block the start; another user's file is never
+counted nor unlinked). /dev/shm is sticky, so a file found ours stays ours.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediastream.errors import NotReadableError
 from mediastream.ring import Ring, RingFormat, read_ring_pids, ring_bytes
 
-__all__ = ["check_budget", "sweep_stale_rings", "used_bytes"]
+__all__ = ["check_budget", "own_segments", "sweep_stale_rings", "used_bytes"]
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
 
-def used_bytes(config: BrokerConfig) -> int:
-    """Bytes held now by the segments under this daemon's prefix."""
-    total = 0
-    for path in config.shm_dir.glob(config.shm_prefix + "*"):
+def own_segments(config: BrokerConfig) -> list[tuple[Path, os.stat_result]]:
+    """This prefix's regular files that our user owns, with their lstat."""
+    return [(path, info) for path, info in _prefixed(config) if _ours(info)]
+
+
+def _prefixed(config: BrokerConfig) -> list[tuple[Path, os.stat_result]]:
+    found = []
+    for path in sorted(config.shm_dir.glob(config.shm_prefix + "*")):
         try:
-            total += path.stat().st_size
+            found.append((path, os.lstat(path)))
         except FileNotFoundError:
             continue  # unlinked while we looked
-    return total
+    return found
+
+
+def _ours(info: os.stat_result) -> bool:
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+
+
+def used_bytes(config: BrokerConfig) -> int:
+    """Bytes held now by this daemon's user's segments under its prefix."""
+    return sum(info.st_size for _, info in own_segments(config))
 
 
 def check_budget(config: BrokerConfig, name: str, fmt: RingFormat, slots: int) -> None:
@@ -62,7 +82,16 @@ def sweep_stale_rings(config: BrokerConfig) -> list[str]:
     """Unlink this prefix's segments whose owner and writer are both gone
     (left by a daemon that was killed). Returns the names removed."""
     removed = []
-    for path in sorted(config.shm_dir.glob(config.shm_prefix + "*")):
+    for path, info in _prefixed(config):
+        if not _ours(info):
+            log.warning(
+                "%s carries this daemon's segment prefix but is not a file of ours "
+                "(mode %#o, uid %d): left alone",
+                path,
+                info.st_mode,
+                info.st_uid,
+            )
+            continue
         pids = read_ring_pids(path.name, config.shm_dir)
         if pids is not None and any(pid and _pid_alive(pid) for pid in pids):
             continue

@@ -1,0 +1,78 @@
+"""Another local user's files under the daemon's segment prefix in /dev/shm.
+
+Anyone may create files in /dev/shm, and the prefix is no secret. Before the
+sweep and the budget looked only at our own regular files, a FIFO named
+with the prefix hung the daemon's start for good (its stale-ring sweep
+opened it), the sweep unlinked other users' files, and a huge sparse file
+made the shm budget refuse every ring. The files are made by ``nobody``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mediastream import MediaDevices
+from mediastream.ring import SHM_DIR
+from support import Daemon, segments, unique_prefix, wait_until
+
+NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="making files as another user (setuid) needs root; CI runs these as root",
+)
+
+
+def as_nobody(script: str) -> None:
+    subprocess.run([*NOBODY, "sh", "-euc", script], check=True, timeout=10)
+
+
+@pytest.fixture
+def planted() -> Iterator[tuple[str, list[Path]]]:
+    """A prefix, and under it in /dev/shm, all made by nobody: a FIFO, a
+    symlink to it, an empty file and a 4 GiB sparse file."""
+    prefix = unique_prefix()
+    names = ["fifo", "link", "empty", "sparse"]
+    paths = [SHM_DIR / f"{prefix}{name}" for name in names]
+    fifo, link, empty, sparse = paths
+    as_nobody(f"mkfifo {fifo}; ln -s {fifo} {link}; : > {empty}; truncate -s 4G {sparse}")
+    try:
+        yield prefix, paths
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+@needs_root
+def test_other_users_files_under_the_prefix_neither_block_nor_count(
+    tmp_path: Path, planted: tuple[str, list[Path]]
+) -> None:
+    """1. nobody plants a FIFO, a symlink to it, an empty file and a 4 GiB
+       sparse file under the prefix of a daemon with a 64 MiB shm budget.
+    2. The daemon starts (READY=1) and serves a camera: the budget counted
+       none of them.
+    3. It stopped cleanly and left every planted file where it was, and said
+       in its log that it left them alone."""
+    prefix, paths = planted
+    daemon = Daemon(tmp_path / "run", prefix=prefix, config="[rings]\nshm_budget_mib = 64\n")
+    try:
+        daemon.wait_ready(timeout=15.0)
+        with MediaDevices(daemon.run_dir, name="after the plant") as devices:
+            stream = devices.getUserMedia({"video": {"width": 320, "height": 240}})
+            [track] = stream.getVideoTracks()
+            assert track.read(timeout=5.0).seq >= 0
+            track.stop()
+        assert daemon.terminate() == 0, daemon.log()
+        wait_until(
+            lambda: segments(prefix) == sorted(p.name for p in paths),
+            10,
+            "only the planted files under the prefix once the daemon stopped",
+            lambda: segments(prefix),
+        )
+        log = daemon.log()
+        assert all(f"{p} carries this daemon's segment prefix" in log for p in paths), log
+    finally:
+        daemon.close()
