@@ -65,6 +65,7 @@ class RunDir:
         mode = run_dir_mode(self._config.socket_mode)
         try:
             self.path.mkdir(mode=mode, parents=True, exist_ok=True)
+            self._check_ours()
             secure_path(self.path, mode, self._config.socket_group)
         except OSError as exc:
             raise StartError(
@@ -73,13 +74,40 @@ class RunDir:
                 "the daemon's user must own it and belong to the configured access.group"
             ) from None
 
+    def _check_ours(self) -> None:
+        """Refuse a run dir that is a symlink or another user's: we would
+        chmod and chgrp what it points to, and its owner could plant files
+        in it (a pid-file symlink, say)."""
+        info = os.lstat(self.path)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise StartError(
+                f"the run dir {self.path} is a symlink or not a directory; remove it, or "
+                "give the daemon a run dir of its own (run_dir, --run-dir)"
+            )
+        if info.st_uid != os.geteuid():
+            raise StartError(
+                f"the run dir {self.path} belongs to uid {info.st_uid}, not to the daemon's "
+                f"user (uid {os.geteuid()}); remove it, or give the daemon a run dir of its own"
+            )
+
     def _lock(self) -> int:
         """An fd holding the lock on the pid file that is at its path now."""
         while True:
             try:
-                fd = os.open(self.pid_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                # Never through a symlink, never blocking on a FIFO: the file may
+                # have been planted before the run dir got its mode.
+                flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+                fd = os.open(self.pid_path, flags, 0o644)
             except OSError as exc:
-                raise StartError(f"cannot open {self.pid_path}: {exc.strerror}") from None
+                raise StartError(
+                    f"cannot open {self.pid_path}: {exc.strerror}; if it is a symlink or not "
+                    "a file, someone else put it there: remove it"
+                ) from None
+            if not _own_regular_file(fd):
+                os.close(fd)
+                raise StartError(
+                    f"{self.pid_path} is not a regular file of the daemon's user; remove it"
+                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -137,3 +165,8 @@ class RunDir:
 
 def _group_text(gid: int | None) -> str:
     return "" if gid is None else f", group {gid}"
+
+
+def _own_regular_file(fd: int) -> bool:
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()

@@ -1,0 +1,100 @@
+"""A run dir in a place another local user can write (a shared /tmp, a
+misconfigured --run-dir): ``nobody`` plants things before the daemon, which
+runs as root here, starts. Before the daemon checked what it found, it
+followed a planted pid-file symlink (truncating a root-owned file) and
+chmodded the target of a run-dir symlink. Now each is refused at start with
+exit status 1 and a message, and the planted target is untouched."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support import child_env
+
+NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+EXIT_FAILED = 1
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="making files as another user (setuid) needs root; CI runs these as root",
+)
+
+
+def as_nobody(script: str) -> None:
+    subprocess.run([*NOBODY, "sh", "-euc", script], check=True, timeout=10)
+
+
+def serve(run_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mediabroker", "serve", "--fake-devices", "--no-hardware",
+         "--run-dir", str(run_dir)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def writable_base() -> Iterator[Path]:
+    """A directory any user may write in, as /tmp is (but not sticky)."""
+    base = Path(tempfile.mkdtemp(prefix="mbrundir-"))
+    base.chmod(0o777)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.fixture
+def precious(tmp_path: Path) -> Path:
+    """A root-owned file the attacker wants the daemon to damage."""
+    path = tmp_path / "precious"
+    path.write_text("root's data\n")
+    path.chmod(0o644)
+    return path
+
+
+@needs_root
+def test_a_planted_pid_file_symlink_is_refused_and_its_target_untouched(
+    writable_base: Path, precious: Path
+) -> None:
+    run_dir = writable_base / "run"
+    run_dir.mkdir(mode=0o777)
+    run_dir.chmod(0o777)  # root's, but writable by all: as a careless --run-dir might be
+    as_nobody(f"ln -s {precious} {run_dir}/mediabroker.pid")
+    result = serve(run_dir)
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "mediabroker.pid" in result.stderr and "remove it" in result.stderr, result.stderr
+    assert precious.read_text() == "root's data\n"
+    assert oct(precious.stat().st_mode & 0o777) == oct(0o644)
+
+
+@needs_root
+def test_a_run_dir_symlink_is_refused_and_its_target_keeps_its_mode(
+    writable_base: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    as_nobody(f"ln -s {target} {writable_base}/run")
+    result = serve(writable_base / "run")
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "is a symlink" in result.stderr, result.stderr
+    assert oct(target.stat().st_mode & 0o777) == oct(0o700)
+    assert list(target.iterdir()) == []
+
+
+@needs_root
+def test_another_users_run_dir_is_refused(writable_base: Path) -> None:
+    as_nobody(f"mkdir -m 0777 {writable_base}/run")
+    result = serve(writable_base / "run")
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "belongs to uid 65534" in result.stderr, result.stderr
+    assert list((writable_base / "run").iterdir()) == []
