@@ -7,30 +7,17 @@ exit status 1 and a message, and the planted target is untouched."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support import child_env
+from support.users import as_nobody, needs_root, shared_dir
 
-NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
 EXIT_FAILED = 1
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 and os.environ.get("CI") != "true",
-    reason="making files as another user (setuid) needs root; CI runs these as root",
-)
-
-
-def as_nobody(script: str) -> None:
-    subprocess.run([*NOBODY, "sh", "-euc", script], check=True, timeout=10)
-
-
 def serve(run_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mediabroker", "serve", "--fake-devices", "--no-hardware",
@@ -45,12 +32,8 @@ def serve(run_dir: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def writable_base() -> Iterator[Path]:
     """A directory any user may write in, as /tmp is (but not sticky)."""
-    base = Path(tempfile.mkdtemp(prefix="mbrundir-"))
-    base.chmod(0o777)
-    try:
+    with shared_dir("mbrundir-", 0o777) as base:
         yield base
-    finally:
-        shutil.rmtree(base)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ made the shm budget refuse every ring. The files are made by ``nobody``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,16 +16,7 @@ import pytest
 from mediastream import MediaDevices
 from mediastream.ring import SHM_DIR
 from support import Daemon, segments, unique_prefix, wait_until
-
-NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 and os.environ.get("CI") != "true",
-    reason="making files as another user (setuid) needs root; CI runs these as root",
-)
-
-
-def as_nobody(script: str) -> None:
-    subprocess.run([*NOBODY, "sh", "-euc", script], check=True, timeout=10)
+from support.users import as_nobody, needs_root
 
 
 @pytest.fixture

@@ -36,14 +36,14 @@ from mediastream.errors import (
 )
 from mediastream.paths import control_endpoint
 
-__all__ = ["ControlServer", "Handler", "TRANSPORT_MAX_BYTES"]
+__all__ = ["SHUTDOWN_LINGER_MS", "TRANSPORT_MAX_BYTES", "ControlServer", "Handler"]
 
 log = logging.getLogger(__name__)
 
 # libzmq drops (and disconnects) anything larger before we see it; messages
 # between the wire limit and this one are decoded, refused and counted.
 TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
-SHUTDOWN_LINGER_MS = 1000
+SHUTDOWN_LINGER_MS = 1000  # every daemon socket, at shutdown: the last notices get out
 MAX_NAME_CHARS = 100
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]

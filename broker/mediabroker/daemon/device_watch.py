@@ -37,22 +37,18 @@ class DeviceWatch:
         self._sources = sources
         self._sessions = sessions
         self._send_notice = send_notice
-        self.devices: list[Device] = self.discover()
-
-    def discover(self) -> list[Device]:
-        """Every device now, runtime fakes included (blocking)."""
-        return self.catalog.discover()
+        self.devices: list[Device] = self.catalog.discover()
 
     async def run(self) -> None:
         """Re-read the device list every ``device_scan_s`` (runs until cancelled)."""
         while True:
             await asyncio.sleep(self.config.device_scan_s)
-            self.apply(await asyncio.to_thread(self.discover))
+            self.apply(await asyncio.to_thread(self.catalog.discover))
 
     async def reload(self, config: BrokerConfig) -> None:
         self.config = config
         self.catalog.reconfigure(config)
-        self.apply(await asyncio.to_thread(self.discover))
+        self.apply(await asyncio.to_thread(self.catalog.discover))
 
     def find(self, device_id: str) -> Device | None:
         return next((d for d in self.devices if d.device_id == device_id), None)

@@ -18,14 +18,12 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from mediabroker.daemon.control import SHUTDOWN_LINGER_MS
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediastream import wire
 from mediastream.paths import events_endpoint
 
 __all__ = ["Heartbeat"]
-
-SHUTDOWN_LINGER_MS = 1000
-
 
 class Heartbeat:
     """Owns the events PUB socket. ``status_line()`` says what the daemon holds."""

@@ -34,7 +34,9 @@ class StreamHost(Protocol):
 
     def end_track(self, track: TrackRecord, reason: str) -> None: ...
 
-    def notify(self, session: Session, topic: str, event_type: str, **fields: Any) -> None: ...
+    def send_notice(
+        self, session: Session, topic: str, event_type: str, **fields: Any
+    ) -> None: ...
 
 
 @dataclass(eq=False)
@@ -131,14 +133,14 @@ class StreamRegistry:
         mirror = self._host.mirror_track(attachment.session, track)
         attachment.mirrors[track.id] = mirror
         if announce:
-            self._host.notify(
+            self._host.send_notice(
                 attachment.session, attachment.topic, "addtrack", track=mirror.to_wire()
             )
 
     def _drop_mirror(self, attachment: _Attachment, track_id: str, reason: str) -> None:
         mirror = attachment.mirrors.pop(track_id, None)
         if mirror is not None:
-            self._host.notify(
+            self._host.send_notice(
                 attachment.session, attachment.topic, "removetrack", trackId=mirror.id
             )
             self._host.end_track(mirror, reason)

@@ -76,7 +76,7 @@ class TrackTable:
 
     def __init__(self, send_notice: NoticeSender) -> None:
         self._tracks: dict[str, TrackRecord] = {}
-        self.send_notice = send_notice
+        self._send_notice = send_notice
         self.streams = StreamRegistry(self)
 
     def __len__(self) -> int:
@@ -123,6 +123,10 @@ class TrackTable:
             track_id, session, lease, dict(original.settings), dict(original.constraints)
         )
 
+    def send_notice(self, session: Session, topic: str, event_type: str, **fields: Any) -> None:
+        """One session's notice, on its control socket (StreamHost)."""
+        self._send_notice(session, topic, event_type, **fields)
+
     def check_track_room(self, session: Session, wanted: int) -> None:
         check_track_room(session, wanted)
 
@@ -144,9 +148,6 @@ class TrackTable:
         self.streams.session_gone(session)
         for track_id in list(session.tracks):
             self.release(self._tracks[track_id])
-
-    def notify(self, session: Session, topic: str, event_type: str, **fields: Any) -> None:
-        self.send_notice(session, topic, event_type, **fields)  # StreamHost
 
     # -- SourceListener ------------------------------------------------------
 

@@ -11,11 +11,9 @@ from __future__ import annotations
 import grp
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,13 +27,10 @@ from mediabroker.filemodes import run_dir_mode, secure_path
 from mediastream import MediaDevices, NotAllowedError
 from mediastream.ring import SHM_DIR
 from support import REPO, Daemon, child_env, segments
+from support.users import needs_root, shared_dir
 
 NOBODY, NOGROUP = 65534, 65534
 GONE_PID = 2**22 + 1  # above the default pid_max: never a live process
-needs_root = pytest.mark.skipif(
-    os.geteuid() != 0 and os.environ.get("CI") != "true",
-    reason="becoming another user (setuid) needs root; CI runs these as root",
-)
 
 
 def config(**fields: object) -> BrokerConfig:
@@ -111,12 +106,8 @@ def test_secure_path_sets_mode_whatever_the_umask(tmp_path: Path) -> None:
 @pytest.fixture
 def open_base() -> Iterator[Path]:
     """A directory every user may traverse (pytest's tmp_path is 0700)."""
-    base = Path(tempfile.mkdtemp(prefix="mbaccess-"))
-    base.chmod(0o755)
-    try:
+    with shared_dir("mbaccess-", 0o755) as base:
         yield base
-    finally:
-        shutil.rmtree(base)
 
 
 def probe(run_dir: Path, segment: str, *groups: str) -> dict[str, object]:
