@@ -13,6 +13,7 @@ restart.
     [access]   group, socket_mode, allow_users, allow_groups
     [sessions] heartbeat_s
     [rings]    slots, audio_seconds, shm_budget_mib
+    [limits]   connections, {connections,sessions,tracks,sources}_per_user, shm_per_user_mib
     [devices]  fake, hardware, allow, deny, idle_close_s, scan_interval_s
     [[devices.files]] path, label, loop
 """
@@ -21,15 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import grp
 import logging
-import pwd
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mediabroker import config_values as values
 from mediabroker.errors import ConfigError
 from mediabroker.sources.policy import STALL_S, RestartPolicy
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
@@ -49,14 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/mediabroker/config.toml")
-LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-}
 SESSION_TIMEOUT_HEARTBEATS = 3  # missed heartbeats before a client's session ends
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +88,12 @@ class BrokerConfig:
     socket_mode: int = 0o660  # the run dir gets the matching search bits (0750)
     allow_users: tuple[int, ...] = ()  # uids; with allow_groups empty too: anyone
     allow_groups: tuple[int, ...] = ()  # gids (primary or supplementary)
+    max_connections: int = 1024  # to the control socket, all users together
+    connections_per_user: int = 64
+    sessions_per_user: int = 32
+    tracks_per_user: int = 256
+    sources_per_user: int = 16  # distinct sources (each a capture process) its tracks hold
+    shm_per_user_bytes: int | None = None  # of the rings its tracks hold; None: half of all
     config_path: Path | None = None  # the file these came from, for messages and reload
 
     def __post_init__(self) -> None:
@@ -112,138 +111,16 @@ class BrokerConfig:
             )
 
 
-# -- value parsers: (value, context) -> field value; raise ValueError ---------
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    path: Path
-    key: str
-
-
-Parser = Callable[[Any, _Context], Any]
-
-
-def _number(low: float, high: float, *, integer: bool = False) -> Parser:
-    def parse(value: Any, ctx: _Context) -> float | int:
-        number_types = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, number_types):
-            raise ValueError(f"must be {'an integer' if integer else 'a number'}, got {value!r}")
-        number: float | int = value
-        if not low <= number <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}, got {value!r}")
-        return number if integer else float(number)
-
-    return parse
-
-
-def _bool(value: Any, ctx: _Context) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _string(value: Any, ctx: _Context) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _run_dir(value: Any, ctx: _Context) -> Path:
-    path = Path(_string(value, ctx))
-    if not path.is_absolute():
-        raise ValueError(f"must be an absolute path, got {value!r}")
-    return path
-
-
-def _shm_prefix(value: Any, ctx: _Context) -> str:
-    prefix = _string(value, ctx)
-    try:
-        check_segment_name(prefix + "x")
-    except ValueError:
-        raise ValueError(
-            f"{prefix!r} is not a usable segment name prefix: letters, digits, '.', '_' "
-            "and '-' only, starting with a letter or digit"
-        ) from None
-    return prefix
-
-
-def _log_level(value: Any, ctx: _Context) -> int:
-    if not isinstance(value, str) or value.lower() not in LOG_LEVELS:
-        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
-    return LOG_LEVELS[value.lower()]
-
-
-def _socket_mode(value: Any, ctx: _Context) -> int:
-    """An integer (TOML's 0o660) or an octal string ("0660")."""
-    mode = value
-    if isinstance(value, str):
-        try:
-            mode = int(value.removeprefix("0o"), 8)
-        except ValueError:
-            raise ValueError(f"must be an octal mode like 0o660, got {value!r}") from None
-    if isinstance(mode, bool) or not isinstance(mode, int):
-        raise ValueError(f"must be an octal mode like 0o660, got {value!r}")
-    if mode & ~0o666 or mode & 0o600 != 0o600:
-        raise ValueError(
-            f"{mode:#o} must give the owner rw- and hold only read and write bits "
-            "(0o600, 0o660 or 0o666)"
-        )
-    return mode
-
-
-def _gid(value: Any, ctx: _Context) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ValueError(f"there is no group {value!r} on this system") from None
-    raise ValueError(f"must be a group name or a gid, got {value!r}")
-
-
-def _uid(value: Any, ctx: _Context) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return pwd.getpwnam(value).pw_uid
-        except KeyError:
-            raise ValueError(f"there is no user {value!r} on this system") from None
-    raise ValueError(f"must be a user name or a uid, got {value!r}")
-
-
-def _list_of(item: Parser) -> Parser:
-    def parse(value: Any, ctx: _Context) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise ValueError(f"must be a list, got {value!r}")
-        result = []
-        for index, element in enumerate(value):
-            try:
-                result.append(item(element, ctx))
-            except ValueError as exc:
-                raise ValueError(f"item {index}: {exc}") from None
-        return tuple(result)
-
-    return parse
-
-
-def _budget(value: Any, ctx: _Context) -> int:
-    mib = _number(0.001, 1024 * 1024)(value, ctx)
-    return int(mib * MIB)
-
-
 FILE_SOURCE_KEYS = ("path", "label", "loop")
 
 
-def _file_sources(value: Any, ctx: _Context) -> tuple[FileSource, ...]:
+def _file_sources(value: Any, ctx: values.Context) -> tuple[FileSource, ...]:
     if not isinstance(value, list):
         raise ValueError("must be an array of tables: [[devices.files]] with path, label, loop")
     return tuple(_file_source(entry, ctx, index) for index, entry in enumerate(value))
 
 
-def _file_source(entry: Any, ctx: _Context, index: int) -> FileSource:
+def _file_source(entry: Any, ctx: values.Context, index: int) -> FileSource:
     key = f"{ctx.key}[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(
@@ -253,14 +130,14 @@ def _file_source(entry: Any, ctx: _Context, index: int) -> FileSource:
     if "path" not in entry:
         raise ConfigError("needs a path", path=ctx.path, key=key)
     fields: dict[str, Any] = {}
-    for name, parse in (("path", _video_file), ("label", _string), ("loop", _bool)):
+    for name, parse in (("path", _video_file), ("label", values.string), ("loop", values.boolean)):
         if name in entry:
             fields[name] = _parse(parse, entry[name], ctx.path, f"{key}.{name}")
     return FileSource(**fields)
 
 
-def _video_file(value: Any, ctx: _Context) -> Path:
-    path = Path(_string(value, ctx))
+def _video_file(value: Any, ctx: values.Context) -> Path:
+    path = Path(values.string(value, ctx))
     if not path.is_absolute():
         path = ctx.path.parent / path  # relative to the configuration file
     if not path.is_file():
@@ -269,32 +146,40 @@ def _video_file(value: Any, ctx: _Context) -> Path:
 
 
 # TOML key -> (BrokerConfig field, parser); a nested dict is a TOML table.
-Schema = Mapping[str, "tuple[str, Parser] | Schema"]
+Schema = Mapping[str, "tuple[str, values.Parser] | Schema"]
 SCHEMA: Schema = {
-    "run_dir": ("run_dir", _run_dir),
-    "shm_prefix": ("shm_prefix", _shm_prefix),
-    "log_level": ("log_level", _log_level),
+    "run_dir": ("run_dir", values.run_dir_path),
+    "shm_prefix": ("shm_prefix", values.shm_prefix),
+    "log_level": ("log_level", values.log_level),
     "access": {
-        "group": ("socket_group", _gid),
-        "socket_mode": ("socket_mode", _socket_mode),
-        "allow_users": ("allow_users", _list_of(_uid)),
-        "allow_groups": ("allow_groups", _list_of(_gid)),
+        "group": ("socket_group", values.gid),
+        "socket_mode": ("socket_mode", values.socket_mode),
+        "allow_users": ("allow_users", values.list_of(values.uid)),
+        "allow_groups": ("allow_groups", values.list_of(values.gid)),
     },
     "sessions": {
-        "heartbeat_s": ("heartbeat_s", _number(0.05, 60)),
+        "heartbeat_s": ("heartbeat_s", values.number(0.05, 60)),
     },
     "rings": {
-        "slots": ("ring_slots", _number(2, 1024, integer=True)),
-        "audio_seconds": ("audio_ring_s", _number(0.1, 60)),
-        "shm_budget_mib": ("shm_budget_bytes", _budget),
+        "slots": ("ring_slots", values.number(2, 1024, integer=True)),
+        "audio_seconds": ("audio_ring_s", values.number(0.1, 60)),
+        "shm_budget_mib": ("shm_budget_bytes", values.mib_amount),
+    },
+    "limits": {
+        "connections": ("max_connections", values.COUNT),
+        "connections_per_user": ("connections_per_user", values.COUNT),
+        "sessions_per_user": ("sessions_per_user", values.COUNT),
+        "tracks_per_user": ("tracks_per_user", values.COUNT),
+        "sources_per_user": ("sources_per_user", values.number(1, 10_000, integer=True)),
+        "shm_per_user_mib": ("shm_per_user_bytes", values.mib_amount),
     },
     "devices": {
-        "fake": ("fake_devices", _bool),
-        "hardware": ("hardware_devices", _bool),
-        "allow": ("device_allow", _list_of(_string)),
-        "deny": ("device_deny", _list_of(_string)),
-        "idle_close_s": ("idle_close_s", _number(0, 3600)),
-        "scan_interval_s": ("device_scan_s", _number(0.1, 3600)),
+        "fake": ("fake_devices", values.boolean),
+        "hardware": ("hardware_devices", values.boolean),
+        "allow": ("device_allow", values.list_of(values.string)),
+        "deny": ("device_deny", values.list_of(values.string)),
+        "idle_close_s": ("idle_close_s", values.number(0, 3600)),
+        "scan_interval_s": ("device_scan_s", values.number(0.1, 3600)),
         "files": ("file_sources", _file_sources),
     },
 }
@@ -367,9 +252,9 @@ def _walk(
             )
 
 
-def _parse(parse: Parser, value: Any, path: Path, key: str) -> Any:
+def _parse(parse: values.Parser, value: Any, path: Path, key: str) -> Any:
     try:
-        return parse(value, _Context(path, key))
+        return parse(value, values.Context(path, key))
     except ConfigError:
         raise
     except ValueError as exc:

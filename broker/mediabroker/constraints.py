@@ -165,8 +165,8 @@ def _narrow_aspect(domains: dict[str, Domain]) -> None:
     high = min(aspect.high, width.high / max(height.low, 1))
     if low > high * (1 + ASPECT_TOLERANCE):
         raise OverconstrainedError(
-            "", f"no size within width {width} and height {height} has an aspect ratio "
-            f"within {aspect}"
+            "",
+            f"no size within width {width} and height {height} has an aspect ratio within {aspect}",
         )
     domains["aspectRatio"] = NumberRange(low, max(low, high))
 
@@ -175,8 +175,14 @@ def _fit_aspect(settings: dict[str, Any], domains: Mapping[str, Domain], ideal: 
     """Make the chosen width and height agree with the aspect ratio: keep the
     width, change the height, and the width only if the height cannot give it."""
     aspect, width, height = (domains.get(k) for k in ("aspectRatio", "width", "height"))
-    if not (isinstance(aspect, NumberRange) and isinstance(width, NumberRange)
-            and isinstance(height, NumberRange)) or "width" not in settings:
+    if (
+        not (
+            isinstance(aspect, NumberRange)
+            and isinstance(width, NumberRange)
+            and isinstance(height, NumberRange)
+        )
+        or "width" not in settings
+    ):
         return
     current = settings["width"] / settings["height"]
     target = aspect.pick(ideal if _is_number(ideal) else current)

@@ -25,7 +25,7 @@ from mediabroker.cli.options import (
     positive_int,
     positive_seconds,
 )
-from mediabroker.config import MIB
+from mediabroker.config_values import MIB
 from mediastream import InputDeviceInfo, MediaDeviceInfo, MediaDevices
 
 __all__ = [

@@ -25,7 +25,8 @@ from mediabroker.cli.inspect import add_parsers as add_devices_and_stats
 from mediabroker.cli.media import add_parsers as add_snapshot_and_record
 from mediabroker.cli.options import EXIT_FAILED, EXIT_INTERRUPTED
 from mediabroker.cli.serve import add_parser as add_serve
-from mediabroker.config import DEFAULT_CONFIG_PATH, LOG_LEVELS
+from mediabroker.config import DEFAULT_CONFIG_PATH
+from mediabroker.config_values import LOG_LEVELS
 from mediabroker.errors import CommandError
 from mediastream.errors import MediaStreamError
 

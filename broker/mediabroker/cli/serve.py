@@ -24,11 +24,11 @@ from mediabroker.cli.options import (
 )
 from mediabroker.config import (
     DEFAULT_CONFIG_PATH,
-    LOG_LEVELS,
     BrokerConfig,
     FileSource,
     load_config,
 )
+from mediabroker.config_values import LOG_LEVELS
 from mediabroker.daemon.broker import serve
 from mediabroker.daemon.rundir import RunDir
 from mediabroker.errors import ConfigError, StartError

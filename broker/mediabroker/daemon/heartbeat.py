@@ -25,6 +25,7 @@ from mediastream.paths import events_endpoint
 
 __all__ = ["Heartbeat"]
 
+
 class Heartbeat:
     """Owns the events PUB socket. ``status_line()`` says what the daemon holds."""
 

@@ -245,7 +245,6 @@ def _check_operator(session: Session, what: str) -> None:
 def _stream_name(name: str) -> str:
     if not 0 < len(name) <= MAX_STREAM_NAME_CHARS or not name.isprintable():
         raise ConstraintTypeError(
-            f"a stream name is 1 to {MAX_STREAM_NAME_CHARS} printable characters, "
-            f"not {name!r:.60}"
+            f"a stream name is 1 to {MAX_STREAM_NAME_CHARS} printable characters, not {name!r:.60}"
         )
     return name

@@ -34,9 +34,7 @@ class StreamHost(Protocol):
 
     def end_track(self, track: TrackRecord, reason: str) -> None: ...
 
-    def send_notice(
-        self, session: Session, topic: str, event_type: str, **fields: Any
-    ) -> None: ...
+    def send_notice(self, session: Session, topic: str, event_type: str, **fields: Any) -> None: ...
 
 
 @dataclass(eq=False)

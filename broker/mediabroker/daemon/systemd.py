@@ -29,7 +29,6 @@ __all__ = ["SystemdNotifier"]
 log = logging.getLogger(__name__)
 
 
-
 def _socket_address(raw: str) -> str | None:
     """The AF_UNIX address for a ``$NOTIFY_SOCKET`` value, None if unsupported.
 

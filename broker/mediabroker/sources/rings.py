@@ -25,13 +25,15 @@ import os
 import stat
 from pathlib import Path
 
-from mediabroker.config import KEY_OF_FIELD, MIB, BrokerConfig
+from mediabroker.config import KEY_OF_FIELD, BrokerConfig
+from mediabroker.config_values import MIB
 from mediastream.errors import NotReadableError
 from mediastream.ring import Ring, RingFormat, read_ring_pids, ring_bytes
 
 __all__ = ["check_budget", "own_segments", "sweep_stale_rings", "used_bytes"]
 
 log = logging.getLogger(__name__)
+
 
 def own_segments(config: BrokerConfig) -> list[tuple[Path, os.stat_result]]:
     """This prefix's regular files that our user owns, with their lstat."""
