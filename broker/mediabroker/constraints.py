@@ -43,6 +43,7 @@ PROPERTIES_OF_KIND = {
 # requiring one is a TypeError there, not an unsatisfiable constraint.
 NOT_FOR_DEVICE_SELECTION = frozenset({"backgroundBlur"})
 INTEGER_PROPERTIES = frozenset({"width", "height", "sampleRate", "sampleSize", "channelCount"})
+NUMBER_PROPERTIES = INTEGER_PROPERTIES | {"aspectRatio", "frameRate", "latency"}
 NUMBER_KEYS = frozenset({"min", "max", "exact", "ideal"})
 ASPECT_TOLERANCE = 0.005  # whole pixels cannot hit every ratio exactly
 
@@ -329,9 +330,13 @@ def _check_constraint(name: str, constraint: Any) -> Any:
 
 
 def _check_value(name: str, value: Any) -> None:
-    scalars = (str, int, float, bool)
-    ok = isinstance(value, scalars) or (
-        isinstance(value, list) and all(isinstance(v, str) for v in value)
-    )
+    """WebIDL's conversion: a ConstrainDouble or ConstrainULong holds numbers
+    only (a string is a TypeError, not an unsatisfiable value)."""
+    if name in NUMBER_PROPERTIES:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (str, int, float, bool)) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        )
     if not ok or (isinstance(value, float) and not math.isfinite(value)):
         raise ConstraintTypeError(f"{name}: {value!r:.60} is not a valid constraint value")

@@ -550,6 +550,10 @@ def test_a_bare_value_is_exact_inside_advanced() -> None:
         {"video": {"width": {"ideal": [1, 2]}}},
         {"video": {"advanced": {"width": 1}}},
         {"audio": {"advanced": [1]}},
+        {"video": {"width": "640"}},  # once an internal error: '>' between float and str
+        {"video": {"frameRate": {"min": "30"}}},
+        {"video": {"advanced": [{"aspectRatio": "16:9"}]}},
+        {"audio": {"sampleRate": True}},
     ],
     ids=repr,
 )
