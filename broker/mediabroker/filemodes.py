@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mediabroker.config import BrokerConfig
-from mediastream.paths import CAPTURE_STATUS, CONTROL, EVENTS, socket_path
+from mediastream.paths import CAPTURE_STATUS, CONTROL, socket_path
 
 __all__ = [
     "PRIVATE_SOCKETS",
@@ -30,7 +30,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLIC_SOCKETS = (CONTROL, EVENTS)  # clients connect to these
+PUBLIC_SOCKETS = (CONTROL,)  # clients connect to these
 PRIVATE_SOCKETS = (CAPTURE_STATUS,)  # only the daemon's own capture processes
 
 

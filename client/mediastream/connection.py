@@ -3,14 +3,24 @@
 Design note. ZeroMQ sockets are not thread-safe, and a client has three
 jobs that must not wait for each other: requests from any user thread,
 heartbeats on time (even while a request waits for a slow device start),
-and events from the daemon. So one I/O thread owns the DEALER and the SUB
-sockets; user threads hand it requests over an inproc PAIR and wait on a
-future. Events go to a second thread for dispatch, so a listener may call
-back into the API without deadlocking the I/O thread.
+and notices from the daemon. So one I/O thread owns the DEALER; user
+threads hand it requests over an inproc PAIR and wait on a future. Notices
+go to a second thread for dispatch, so a listener may call back into the
+API without deadlocking the I/O thread.
+
+Both sides bound a session's life alike. The daemon beats every
+``heartbeat_s`` on the connection; after `DAEMON_SILENCE_HEARTBEATS`
+silent beats the client gives up: its tracks end, requests waiting fail
+with `NotReadableError`, new ones fail at once, and the connection is
+dropped and made again, so that a daemon that was only stalled ends the
+session (and frees the camera) the moment it runs again. A daemon that ended
+the session (this client was paused past its timeout) says so before it
+closes the connection; either way, the next request says ``hello`` again.
 """
 
 from __future__ import annotations
 
+import grp
 import itertools
 import logging
 import os
@@ -34,14 +44,15 @@ from .errors import (
     ProtocolError,
     error_from_wire,
 )
-from .paths import CONTROL, control_endpoint, events_endpoint
+from .paths import CONTROL, control_endpoint
 
 __all__ = ["BrokerConnection"]
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 15.0  # a device start may take the daemon up to 10 s
-HELLO_TIMEOUT_S = 5.0
+HELLO_TIMEOUT_S = 5.0  # the first: the daemon may be busy starting
+HELLO_AGAIN_TIMEOUT_S = 2.0  # after a lost session: a dead daemon fails that fast
 DAEMON_SILENCE_HEARTBEATS = 3  # missed daemon heartbeats before it counts as gone
 
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -51,8 +62,9 @@ class BrokerConnection:
     """Requests, heartbeats and events for one `MediaDevices`.
 
     ``on_event(topic, payload)`` runs on the dispatch thread for every notice
-    the daemon sends this session; ``on_lost(reason)`` runs there once if the daemon goes
-    away (its heartbeats stop, or it says it is stopping).
+    the daemon sends this session; ``on_lost(reason)`` runs there when the
+    session is gone (the daemon's heartbeats stopped, it is stopping, or it
+    ended the session); the next request opens a new one.
     """
 
     _closed = True  # class default: a half-built connection reads as closed
@@ -72,7 +84,7 @@ class BrokerConnection:
         except PermissionError as exc:
             raise NotAllowedError(
                 f"no access to the daemon's run dir {run_dir}: ask its administrator to add "
-                "you to the daemon's group (the 'socket_group' in its configuration)"
+                f"you to the group {_group_of(run_dir)} (the daemon's access.group setting)"
             ) from exc
         if not present:
             raise NotReadableError(
@@ -89,6 +101,10 @@ class BrokerConnection:
         self._dispatch_queue: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = (
             queue.SimpleQueue()
         )
+        self._hello_lock = threading.Lock()
+        self._needs_hello = False  # the session ended; the next request opens another
+        self._gone_reason = ""  # why the last session ended
+        self._silent = ""  # set while the daemon's heartbeats are missing: why
         self._inbox = self.context.socket(zmq.PAIR)
         self._inbox.bind(f"inproc://mediastream-{id(self)}")
         self._closed = False
@@ -100,26 +116,49 @@ class BrokerConnection:
         )
         self._io.start()
         self._dispatcher.start()
+        self._name = name
         try:
-            hello = self.request(
-                "hello", {"name": name, "version": wire.PROTOCOL_VERSION}, timeout=HELLO_TIMEOUT_S
-            )
+            self._hello(HELLO_TIMEOUT_S)
         except BaseException:
             self.close()
             raise
+
+    def _hello(self, timeout: float) -> None:
+        args = {"name": self._name, "version": wire.PROTOCOL_VERSION}
+        hello = self._roundtrip("hello", args, timeout)
         self.heartbeat_s = float(hello["heartbeat_s"])
         self.daemon_pid = int(hello["daemon_pid"])
+        self._needs_hello = False
 
     # -- called from user threads -----------------------------------------
 
     def request(
         self, op: str, args: dict[str, Any] | None = None, timeout: float = REQUEST_TIMEOUT_S
     ) -> dict[str, Any]:
-        """Send a request and wait for its reply. Raises the error the daemon
-        names, `NotReadableError` when it does not answer in time, and
+        """Send a request and wait for its reply, saying ``hello`` first if the
+        last session ended. Raises the error the daemon names,
+        `NotReadableError` when it does not answer in time or is silent, and
         `InvalidStateError` once this connection is closed."""
         if self._closed:
             raise InvalidStateError("this MediaDevices is closed")
+        if self._silent:
+            raise NotReadableError(f"the daemon is not answering: {self._silent}")
+        if self._needs_hello:
+            with self._hello_lock:
+                if self._needs_hello:
+                    self._hello(HELLO_AGAIN_TIMEOUT_S)
+        try:
+            return self._roundtrip(op, args, timeout)
+        except InvalidStateError as exc:
+            if not self._needs_hello:
+                raise
+            # The session ended while this request was on its way.
+            raise NotReadableError(
+                f"the daemon ended this client's session ({self._gone_reason}); "
+                "call again to start a new one"
+            ) from exc
+
+    def _roundtrip(self, op: str, args: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
         request_id = next(self._ids)
         future: Future[wire.Reply] = Future()
         with self._pending_lock:
@@ -178,21 +217,14 @@ class BrokerConnection:
             io.close()
 
     def _io_loop(self, io: _IoLoop) -> None:
-        last_daemon_beat = time.monotonic()
-        next_beat = time.monotonic()
-        lost = False
+        last_daemon_beat = next_beat = time.monotonic()
         while True:
             for socket in io.poll(max(0.0, next_beat - time.monotonic())):
                 if socket is io.inbox and not io.handle_command():
                     return
-                if socket is io.dealer:
-                    self._deliver(io.dealer.recv())
-                if socket is io.events:
-                    topic, payload = io.receive_event()
-                    if topic == "broker":
-                        last_daemon_beat = time.monotonic()
-                    if payload is not None:
-                        self._dispatch_queue.put((topic, payload))
+                if socket is io.dealer and self._deliver(io.dealer.recv()):
+                    last_daemon_beat = time.monotonic()
+                    self._silent = ""
             now = time.monotonic()
             if now >= next_beat:
                 delivered, discarded = self._counts()
@@ -200,25 +232,48 @@ class BrokerConnection:
                 io.dealer.send(wire.encode_request(0, "heartbeat", beat))
                 next_beat = now + self.heartbeat_s
             silence = now - last_daemon_beat
-            if not lost and silence > DAEMON_SILENCE_HEARTBEATS * self.heartbeat_s:
-                lost = True
-                reason = f"the daemon sent no heartbeat for {silence:.1f} s"
-                self._dispatch_queue.put(("", {"type": "lost", "reason": reason}))
+            if not self._silent and silence > DAEMON_SILENCE_HEARTBEATS * self.heartbeat_s:
+                self._silent = f"it sent no heartbeat for {silence:.1f} s"
+                self._session_gone(f"the daemon sent no heartbeat for {silence:.1f} s")
+                io.reconnect()  # a stalled daemon, once it runs, sees us gone
 
-    def _deliver(self, data: bytes) -> None:
-        """A reply goes to the caller waiting for it, a notice to the dispatcher."""
+    def _deliver(self, data: bytes) -> bool:
+        """A reply goes to the caller waiting for it, a notice to the
+        dispatcher. True for the daemon's heartbeat."""
         try:
             reply = wire.decode_from_daemon(data)
         except ProtocolError:
             log.warning("dropped an undecodable message from the daemon")
-            return
+            return False
         if isinstance(reply, wire.Notice):
-            self._dispatch_queue.put((reply.topic, reply.payload))
-            return
+            return self._take_notice(reply)
         with self._pending_lock:
             future = self._pending.get(reply.id)
         if future is not None and not future.done():
             future.set_result(reply)
+        return False
+
+    def _take_notice(self, notice: wire.Notice) -> bool:
+        kind = notice.payload["type"]
+        if notice.topic == "broker" and kind == "heartbeat":
+            return True
+        if notice.topic == "broker" and kind == "stopping":
+            self._session_gone("the daemon is stopping")
+        elif notice.topic == "session" and kind == "ended":
+            self._session_gone(f"the daemon ended the session: {notice.payload.get('reason')}")
+        elif notice.topic == "session" and kind == "refused":
+            self._session_gone(f"the daemon refused the connection: {notice.payload.get('reason')}")
+        else:
+            self._dispatch_queue.put((notice.topic, notice.payload))
+        return False
+
+    def _session_gone(self, reason: str) -> None:
+        """The session is over: waiting requests fail, tracks end (on the
+        dispatch thread), and the next request says hello again."""
+        self._gone_reason = reason
+        self._needs_hello = True
+        self._fail_pending(NotReadableError(reason))
+        self._dispatch_queue.put(("", {"type": "lost", "reason": reason}))
 
     def _fail_pending(self, exc: BaseException) -> None:
         with self._pending_lock:
@@ -233,8 +288,8 @@ class BrokerConnection:
         while (item := self._dispatch_queue.get()) is not None:
             topic, payload = item
             try:
-                if payload.get("type") in ("lost", "stopping"):
-                    self._on_lost(str(payload.get("reason", "the daemon is stopping")))
+                if payload.get("type") == "lost":
+                    self._on_lost(str(payload["reason"]))
                 else:
                     self._on_event(topic, payload)
             except Exception:
@@ -245,18 +300,27 @@ class _IoLoop:
     """The sockets the I/O thread owns, and what it does with each."""
 
     def __init__(self, context: zmq.Context[Any], run_dir: Path, key: int) -> None:
+        self._context = context
+        self._endpoint = control_endpoint(run_dir)
         self.inbox = context.socket(zmq.PAIR)
         self.inbox.connect(f"inproc://mediastream-{key}")
-        self.dealer = context.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        self.dealer.connect(control_endpoint(run_dir))
-        self.events = context.socket(zmq.SUB)
-        self.events.setsockopt(zmq.LINGER, 0)
-        self.events.setsockopt(zmq.SUBSCRIBE, b"broker")
-        self.events.connect(events_endpoint(run_dir))
+        self.dealer = self._connect()
         self._poller = zmq.Poller()
-        for socket in (self.inbox, self.dealer, self.events):
+        for socket in (self.inbox, self.dealer):
             self._poller.register(socket, zmq.POLLIN)
+
+    def _connect(self) -> zmq.Socket[Any]:
+        dealer: zmq.Socket[Any] = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(self._endpoint)
+        return dealer
+
+    def reconnect(self) -> None:
+        """Drop the connection and make a new one (without a session)."""
+        self._poller.unregister(self.dealer)
+        self.dealer.close(linger=0)
+        self.dealer = self._connect()
+        self._poller.register(self.dealer, zmq.POLLIN)
 
     def poll(self, timeout_s: float) -> list[Any]:
         return [socket for socket, _ in self._poller.poll(round(timeout_s * 1000))]
@@ -270,20 +334,22 @@ class _IoLoop:
             self.dealer.send(body)
         return command != b"Q"
 
-    def receive_event(self) -> tuple[str, dict[str, Any] | None]:
-        frames = self.events.recv_multipart()
-        try:
-            topic, payload = wire.decode_event(frames)
-        except ProtocolError:
-            log.warning("dropped an undecodable event from the daemon")
-            return "", None
-        return topic, (None if payload["type"] == "heartbeat" else payload)
-
     def close(self) -> None:
-        for socket in (self.inbox, self.dealer, self.events):
+        for socket in (self.inbox, self.dealer):
             socket.close(linger=0)
 
 
 def process_name() -> str:
     """How this process introduces itself to the daemon (shown in `stats`)."""
     return f"{Path(sys.argv[0]).name or 'python'}[{os.getpid()}]"
+
+
+def _group_of(run_dir: Path) -> str:
+    try:
+        gid = run_dir.stat().st_gid
+    except OSError:
+        return "that owns it"
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

@@ -15,11 +15,9 @@ __all__ = [
     "CONTROL",
     "DAEMON_SOCKETS",
     "DEFAULT_SHM_PREFIX",
-    "EVENTS",
     "SOURCE_PREFIX",
     "control_endpoint",
     "endpoint",
-    "events_endpoint",
     "resolve_run_dir",
     "resolve_shm_prefix",
     "socket_path",
@@ -29,10 +27,9 @@ __all__ = [
 SYSTEM_RUN_DIR = Path("/run/mediabroker")
 DEFAULT_SHM_PREFIX = "mediabroker."
 
-CONTROL = "control"  # ROUTER: clients' requests, replies and notices
-EVENTS = "events"  # PUB: broadcasts to every client (heartbeat, shutdown)
+CONTROL = "control"  # ZMTP, clients' DEALERs: requests, replies, notices, heartbeats
 CAPTURE_STATUS = "capture-status"  # PULL: the capture processes' reports
-DAEMON_SOCKETS = (CONTROL, EVENTS, CAPTURE_STATUS)  # what the daemon binds in its run dir
+DAEMON_SOCKETS = (CONTROL, CAPTURE_STATUS)  # what the daemon binds in its run dir
 SOURCE_PREFIX = "source-"  # + source id: one PUB per source, bound by its capture process
 IPC = "ipc://"
 
@@ -72,10 +69,6 @@ def socket_path(endpoint: str) -> Path:
 
 def control_endpoint(run_dir: Path) -> str:
     return endpoint(run_dir, CONTROL)
-
-
-def events_endpoint(run_dir: Path) -> str:
-    return endpoint(run_dir, EVENTS)
 
 
 def source_endpoint(run_dir: Path, source_id: str) -> str:

@@ -1,20 +1,21 @@
 """The control protocol: the one module that knows the message format.
 
-Requests go from a client's DEALER to the daemon's ROUTER, one msgpack map
-per message; replies come back on the same socket, and so do notices: the
-events of one session's own tracks, streams and devices, sent to it alone
-(no subscription that could arrive too late, and nobody sees another
-process's tracks). Broadcasts that concern every client (the daemon's
-heartbeat, its shutdown) go out on the PUB socket as two frames, topic then
-payload. Each source announces new frames on a PUB socket of its own with an
-8-byte sequence number.
+Requests go from a client's DEALER to the daemon's control socket (ZMTP,
+served by the daemon itself), one msgpack map per message; replies come
+back on the same connection, and so do notices: the events of one session's
+own tracks, streams and devices, sent to it alone (no subscription that
+could arrive too late, and nobody sees another process's tracks), and the
+notices every connection gets: the daemon's heartbeat and shutdown (topic
+``broker``) and the end of a session the daemon closed (topic ``session``).
+Each source announces new frames on a PUB socket of its own with an 8-byte
+sequence number.
 
     request  {"v": 1, "id": 7, "op": "getUserMedia", "args": {...}}
     reply    {"v": 1, "id": 7, "ok": true,  "result": {...}}
              {"v": 1, "id": 7, "ok": false, "error": {"name": ..., "message": ...,
                                                        "constraint": ...}}
     notice   {"v": 1, "notice": {"topic": "track/<id>", "type": "ended", ...}}
-    event    [b"broker", {"type": "heartbeat", ...}]
+             {"v": 1, "notice": {"topic": "broker", "type": "heartbeat", "pid": 1234}}
 
 Everything inbound is untrusted: decoding enforces size limits and strict
 types and raises `ProtocolError` (a `ValueError`) for anything else. A

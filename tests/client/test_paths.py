@@ -11,11 +11,9 @@ from mediastream.paths import (
     CAPTURE_STATUS,
     CONTROL,
     DAEMON_SOCKETS,
-    EVENTS,
     SOURCE_PREFIX,
     control_endpoint,
     endpoint,
-    events_endpoint,
     socket_path,
     source_endpoint,
 )
@@ -23,14 +21,13 @@ from support import Daemon
 
 
 def test_socket_names() -> None:
-    assert (CONTROL, EVENTS, CAPTURE_STATUS) == ("control", "events", "capture-status")
-    assert DAEMON_SOCKETS == (CONTROL, EVENTS, CAPTURE_STATUS)
+    assert (CONTROL, CAPTURE_STATUS) == ("control", "capture-status")
+    assert DAEMON_SOCKETS == (CONTROL, CAPTURE_STATUS)
 
 
 def test_endpoints_are_ipc_files_in_the_run_dir(tmp_path: Path) -> None:
     assert endpoint(tmp_path, CONTROL) == f"ipc://{tmp_path}/control"
     assert control_endpoint(tmp_path) == endpoint(tmp_path, CONTROL)
-    assert events_endpoint(tmp_path) == endpoint(tmp_path, EVENTS)
     assert source_endpoint(tmp_path, "3-video") == endpoint(tmp_path, SOURCE_PREFIX + "3-video")
 
 

@@ -177,22 +177,29 @@ class Daemon:
 
 
 class ClientProcess:
-    """``tests/support/clients.py`` in a process of its own, followed line by line.
-    ``wrapper`` is a command that execs it (``nsenter`` into a namespace)."""
+    """``tests/support/clients.py`` (or another ``script`` there, such as
+    attackers.py) in a process of its own, followed line by line. ``wrapper``
+    is a command that execs it (``nsenter`` into a namespace)."""
 
     def __init__(
-        self, mode: str, run_dir: Path, *args: object, wrapper: Sequence[str] = ()
+        self,
+        mode: str,
+        run_dir: Path,
+        *args: object,
+        wrapper: Sequence[str] = (),
+        script: str = "clients.py",
     ) -> None:
         import json
         import queue
         import threading
 
         self._json = json
-        script = REPO / "tests" / "support" / "clients.py"
-        command = [*wrapper, sys.executable, str(script), mode, str(run_dir)]
+        path = REPO / "tests" / "support" / script
+        command = [*wrapper, sys.executable, str(path), mode, str(run_dir)]
         self.process = subprocess.Popen(
             command + [str(a) for a in args],
             env=child_env(),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -231,6 +238,12 @@ class ClientProcess:
     def wait(self, timeout: float = 15.0) -> int:
         return self.process.wait(timeout)
 
+    def release(self) -> None:
+        """Send the line a holding client waits for before it lets go."""
+        assert self.process.stdin is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(5)
@@ -238,7 +251,7 @@ class ClientProcess:
     def close(self) -> None:
         if self.process.poll() is None:
             self.kill()
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
 

@@ -4,8 +4,8 @@ Design note. Access has two gates. The outer one is the file system: the run
 dir is 0750 and the sockets 0660 with the configured group (segments 0640
 with the same group), so a user outside the group cannot connect to the
 daemon nor map a ring. The inner one is `check_peer`, run on every
-``hello``: the kernel's credentials of the connecting process (SO_PEERCRED,
-via libzmq's ``Peer-Address``) against ``access.allow_users`` and
+``hello``: the kernel's credentials of the connecting process (SO_PEERCRED
+and SO_PEERGROUPS, read when it connected; see `zmtp`) against ``access.allow_users`` and
 ``access.allow_groups``; a refusal is a `NotAllowedError` naming the rule.
 Every later request of that client is tied to the session ``hello`` opened,
 so nothing gets past the check. The daemon's own user and root always pass:
@@ -31,19 +31,20 @@ from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediastream.errors import NotAllowedError
 
 if TYPE_CHECKING:
-    from mediabroker.daemon.sessions import PeerCredentials
+    from mediabroker.daemon.zmtp import PeerCredentials
 
 __all__ = [
     "check_peer",
     "describe_gid",
     "describe_uid",
-    "peer_groups",
+    "log_refusal",
 ]
 
 log = logging.getLogger(__name__)
 
 REFUSAL_LOG_EVERY_S = 60.0
-_refusals_logged: dict[int, float] = {}  # uid -> when its last refusal was logged
+MAX_REFUSALS_REMEMBERED = 4096
+_refusals_logged: dict[tuple[int, int, str], float] = {}  # (uid, pid, kind) -> when logged
 
 
 def describe_uid(uid: int) -> str:
@@ -77,51 +78,52 @@ def _name_of_gid(gid: int) -> str:
 # -- clients ---------------------------------------------------------------
 
 
-def peer_groups(peer: PeerCredentials) -> set[int]:
-    """The peer's primary gid and the supplementary groups its process holds
-    now (from /proc, as the kernel sees them; only the primary gid if the
-    process is already gone)."""
-    groups = {peer.gid}
-    try:
-        status = Path(f"/proc/{peer.pid}/status").read_text()
-    except OSError:
-        return groups
-    for line in status.splitlines():
-        if line.startswith("Groups:"):
-            groups.update(int(g) for g in line.split()[1:])
-    return groups
-
-
 def check_peer(config: BrokerConfig, peer: PeerCredentials) -> None:
-    """Raise `NotAllowedError` naming the rule unless ``peer`` may use the daemon."""
+    """Raise `NotAllowedError` naming the rule unless ``peer`` may use the daemon.
+    The groups are those the kernel recorded when the peer connected."""
     if not config.allow_users and not config.allow_groups:
         return  # no rule: the socket's group and mode are the only gate
     if peer.uid in (0, os.getuid()) or peer.uid in config.allow_users:
         return
-    groups = peer_groups(peer)
-    if groups & set(config.allow_groups):
+    if peer.groups & set(config.allow_groups):
         return
     users = ", ".join(_name_of_uid(u) for u in config.allow_users)
     allowed = ", ".join(_name_of_gid(g) for g in config.allow_groups)
     source = config.config_path or "the daemon's settings"
-    held = ", ".join(_name_of_gid(g) for g in sorted(groups))
-    _log_refusal(peer)
+    held = ", ".join(_name_of_gid(g) for g in sorted(peer.groups))
+    join = f"; or join the group {allowed.split(', ')[0]}" if config.allow_groups else ""
+    log_refusal(peer, "access", "not in allow_users or allow_groups")
     raise NotAllowedError(
         f"user {describe_uid(peer.uid)} (groups {held}) is not allowed by the rule "
         f"{KEY_OF_FIELD['allow_users']} = [{users}], {KEY_OF_FIELD['allow_groups']} = "
-        f"[{allowed}] in {source}; ask the administrator to add the user or one of its groups"
+        f"[{allowed}] in {source}; ask the administrator to add the user to "
+        f"{KEY_OF_FIELD['allow_users']}{join}"
     )
 
 
-def _log_refusal(peer: PeerCredentials) -> None:
-    """One warning per user a minute: a refused client retrying in a loop must
-    not flood the journal."""
+def log_refusal(peer: PeerCredentials, kind: str, why: str) -> None:
+    """Warn about a refusal once per peer and kind a minute: a refused client
+    retrying in a loop must not flood the journal, and the operator must
+    still see who was refused and why."""
     now = time.monotonic()
-    if now - _refusals_logged.get(peer.uid, -math.inf) < REFUSAL_LOG_EVERY_S:
+    key = (peer.uid, peer.pid, kind)
+    if now - _refusals_logged.get(key, -math.inf) < REFUSAL_LOG_EVERY_S:
         return
-    _refusals_logged[peer.uid] = now
+    if len(_refusals_logged) >= MAX_REFUSALS_REMEMBERED:
+        _refusals_logged.clear()  # many peers at once: at worst, some are logged again
+    _refusals_logged[key] = now
     log.warning(
-        "refused pid %d, uid %s: not in allow_users or allow_groups (logged once a minute)",
+        "refused %s for pid %d (%s), uid %s: %s (logged once a minute per peer)",
+        kind,
         peer.pid,
+        _process_name(peer.pid),
         describe_uid(peer.uid),
+        why,
     )
+
+
+def _process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "exited"

@@ -4,13 +4,14 @@ Design note. One asyncio loop runs everything here; PortAudio, OpenCV and
 the capture drivers never load in this process (capture processes and
 probe children do that, and may be killed). The parts:
 
-- `ControlServer` (control.py): the ROUTER socket, requests to ops, replies;
+- `ControlServer` (control.py): the control socket, requests to ops,
+  replies, notices, each connection's session;
 - the ops (ops.py): what each request does;
 - `TrackTable` (tracks.py): the tracks, each a lease on a source, and the
   shared streams that mirror them;
 - `SourceManager` (sources/): capture processes and their rings;
 - `DeviceWatch` (device_watch.py): the device list, kept current;
-- `Heartbeat` (heartbeat.py): the events socket's pulse, systemd's watchdog.
+- `Heartbeat` (heartbeat.py): the pulse every client hears, systemd's watchdog.
 
     NEW --run()--> SERVING --stop set--> STOPPING --> STOPPED
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import resource
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -32,6 +34,7 @@ from mediabroker.daemon.control import ControlServer
 from mediabroker.daemon.device_watch import DeviceWatch
 from mediabroker.daemon.heartbeat import Heartbeat
 from mediabroker.daemon.ops import AdminOps, MediaOps, StreamOps
+from mediabroker.daemon.quotas import SourceQuota
 from mediabroker.daemon.sessions import Session, SessionTable, reap_sessions
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediabroker.daemon.tracks import TrackTable
@@ -40,9 +43,11 @@ from mediabroker.filemodes import secure_sockets
 from mediabroker.sources import SourceManager, sweep_stale_rings
 from mediastream.paths import DAEMON_SOCKETS
 
-__all__ = ["Broker", "BrokerState", "serve"]
+__all__ = ["Broker", "BrokerState", "raise_fd_limit", "serve"]
 
 log = logging.getLogger(__name__)
+
+FD_HEADROOM = 1024  # beyond the connections: capture processes, pipes, rings, logs
 
 
 class BrokerState(enum.Enum):
@@ -60,13 +65,14 @@ class Broker:
         self.state = BrokerState.NEW
         self._ctx = zmq.asyncio.Context()
         self._notifier = SystemdNotifier()
-        self.sessions = SessionTable(lambda s: self._end_session(s, "its process exited"))
-        self.control = ControlServer(self._ctx, config, self.sessions, self._end_session)
-        self.tracks = TrackTable(self.control.send_notice)
+        self.sessions = SessionTable()
+        self.control = ControlServer(config, self.sessions, self._end_session)
+        self.tracks = TrackTable(self.control.send_notice, config)
         self.sources = SourceManager(config, self.tracks, self._ctx)
         self.devices = DeviceWatch(config, self.sources, self.sessions, self.control.send_notice)
-        self.heartbeat = Heartbeat(self._ctx, self._notifier, self._status_line)
-        media = MediaOps(self.devices, self.sources, self.tracks, self.sessions)
+        self.heartbeat = Heartbeat(self.control.broadcast, self._notifier, self._status_line)
+        quota = SourceQuota(config, self.tracks)
+        media = MediaOps(self.devices, self.sources, self.tracks, self.sessions, quota)
         admin = AdminOps(config, self.control, self.devices, self.sources, self.sessions)
         self.control.route({**media.table(), **StreamOps(self.tracks).table(), **admin.table()})
 
@@ -74,8 +80,8 @@ class Broker:
         """Bind, tell systemd READY=1, serve until ``stop`` is set, then end
         every track, stop every capture process and unlink every ring."""
         sweep_stale_rings(self.config)  # the run dir is RunDir's: made, locked, swept
-        self.control.bind()
-        self.heartbeat.bind(self.config.run_dir)
+        raise_fd_limit(self.config.max_connections + FD_HEADROOM)
+        await self.control.start()
         self.sources.bind()
         secure_sockets(self.config)  # mode and group of the sockets just bound
         workers = [asyncio.create_task(c) for c in self._loops()]
@@ -90,11 +96,10 @@ class Broker:
     def _loops(self) -> list[Coroutine[Any, Any, None]]:
         config = self.config
         return [
-            self.control.serve(),
             self.sources.serve_status(),
             self.sources.watch_progress(),
             reap_sessions(
-                self.sessions, config.heartbeat_s, config.session_timeout_s, self._end_session
+                self.sessions, config.heartbeat_s, config.session_timeout_s, self.control.disconnect
             ),
             self.heartbeat.run(config.heartbeat_s),
             self.devices.run(),
@@ -110,10 +115,9 @@ class Broker:
         await self.control.close_requests()
         for track in self.tracks:
             self.tracks.end_track(track, "the daemon is stopping")
-        self.heartbeat.publish("broker", "stopping")
+        self.control.broadcast("broker", "stopping")
         await self.sources.close_all()
-        self.control.close()
-        self.heartbeat.close()
+        await self.control.close()
         self._ctx.term()
         for name in DAEMON_SOCKETS:
             (self.config.run_dir / name).unlink(missing_ok=True)
@@ -134,12 +138,32 @@ class Broker:
         self._notifier.ready()
 
     def _end_session(self, session: Session, reason: str) -> None:
+        self.sessions.close(session, reason)  # first: its log line counts the tracks held
         self.tracks.drop_session(session)
-        self.sessions.close(session, reason)
 
     def _status_line(self) -> str:
         sources = sum(1 for _ in self.sources)
         return f"{len(self.sessions)} client(s), {len(self.tracks)} track(s), {sources} source(s)"
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise the soft limit on open files to ``needed`` (as far as the hard
+    limit allows: systemd's default soft limit, 1024, is below what the
+    connection caps need) and return it. The caps, not the limit, keep the
+    daemon's descriptors bounded; the limit must only sit above them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "the open-file limit is %d, below the %d that limits.connections needs: "
+            "lower limits.connections or raise LimitNOFILE",
+            soft,
+            needed,
+        )
+    return soft
 
 
 async def serve(config: BrokerConfig, load: Callable[[], BrokerConfig] | None = None) -> None:

@@ -1,14 +1,16 @@
 """The control socket: requests in, replies and notices out.
 
-Design note. One ROUTER socket carries every client's requests. Each
-request runs as a task of its own so that a slow device start never stalls
-other clients; a client's own requests are serial because the client waits
-for each reply. Nothing a client sends can raise out of the loop:
-undecodable or invalid messages are counted and answered with an error.
-This is the one place where exceptions become replies: a `MediaStreamError`
-is the client's answer (the spec's TypeError travels as
-`ConstraintTypeError`), anything else is a bug of ours, logged with its
-traceback and answered as an internal error.
+Design note. Clients' DEALERs connect to `ZmtpServer` (zmtp.py), which
+decides who may connect; each connection that says ``hello`` gets a session.
+Each request runs as a task of its own so that a slow device start never
+stalls other clients; a connection has at most `MAX_IN_FLIGHT` requests
+running, beyond which we stop reading from it (its own backlog, nobody
+else's). Nothing a client sends can raise out of the loop: undecodable or
+invalid messages are counted and answered with an error. This is the one
+place where exceptions become replies: a `MediaStreamError` is the client's
+answer (the spec's TypeError travels as `ConstraintTypeError`), anything
+else is a bug of ours, logged with its traceback and answered as an
+internal error.
 """
 
 from __future__ import annotations
@@ -20,31 +22,43 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import zmq
-import zmq.asyncio
-
-from mediabroker.config import BrokerConfig
-from mediabroker.daemon.access import check_peer
-from mediabroker.daemon.sessions import Session, SessionTable, parse_peer_address
+from mediabroker.config import KEY_OF_FIELD, BrokerConfig
+from mediabroker.daemon.access import check_peer, describe_uid, log_refusal
+from mediabroker.daemon.sessions import Session, SessionTable
+from mediabroker.daemon.zmtp import (
+    Cap,
+    Connection,
+    ConnectionLimits,
+    PeerCredentials,
+    ZmtpServer,
+)
 from mediastream import wire
 from mediastream.errors import (
     AbortError,
     InvalidStateError,
     MediaStreamError,
+    NotReadableError,
     OverconstrainedError,
     ProtocolError,
 )
-from mediastream.paths import control_endpoint
+from mediastream.paths import CONTROL
 
-__all__ = ["SHUTDOWN_LINGER_MS", "TRANSPORT_MAX_BYTES", "ControlServer", "Handler"]
+__all__ = [
+    "MAX_IN_FLIGHT",
+    "SHUTDOWN_LINGER_S",
+    "TRANSPORT_MAX_BYTES",
+    "ControlServer",
+    "Handler",
+]
 
 log = logging.getLogger(__name__)
 
-# libzmq drops (and disconnects) anything larger before we see it; messages
-# between the wire limit and this one are decoded, refused and counted.
+# A larger frame closes its connection unread; messages between the wire
+# limit and this one are decoded, refused and counted.
 TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
-SHUTDOWN_LINGER_MS = 1000  # every daemon socket, at shutdown: the last notices get out
+SHUTDOWN_LINGER_S = 1.0  # at shutdown: the last notices (every track's "ended") get out
 MAX_NAME_CHARS = 100
+MAX_IN_FLIGHT = 8  # requests of one connection running at once
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
 SessionEnder = Callable[[Session, str], None]
@@ -55,52 +69,43 @@ class ControlServer:
     ``end_session(session, reason)`` releases what a session holds."""
 
     def __init__(
-        self,
-        ctx: zmq.asyncio.Context,
-        config: BrokerConfig,
-        sessions: SessionTable,
-        end_session: SessionEnder,
+        self, config: BrokerConfig, sessions: SessionTable, end_session: SessionEnder
     ) -> None:
         self.config = config
         self.counters = {"requests": 0, "malformed": 0, "errors": 0}
-        self._ctx = ctx
         self._sessions = sessions
         self._end_session = end_session
         self._handlers: dict[str, Handler] = {"bye": self._bye}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._socket: zmq.asyncio.Socket | None = None
+        self._slots: dict[bytes, asyncio.Semaphore] = {}
+        limits = ConnectionLimits(
+            config.max_connections, config.connections_per_user, TRANSPORT_MAX_BYTES
+        )
+        self.server = ZmtpServer(
+            config.run_dir / CONTROL, limits, self._receive, self._closed, self._refused
+        )
 
     def route(self, handlers: dict[str, Handler]) -> None:
         self._handlers.update(handlers)
 
-    def bind(self) -> None:
-        socket = self._ctx.socket(zmq.ROUTER)
-        socket.setsockopt(zmq.LINGER, 0)
-        # Before bind: the listener copies the options then, for every connection.
-        socket.setsockopt(zmq.MAXMSGSIZE, TRANSPORT_MAX_BYTES)
-        socket.bind(control_endpoint(self.config.run_dir))
-        self._socket = socket
-
-    @property
-    def socket(self) -> zmq.asyncio.Socket:
-        if self._socket is None:
-            raise RuntimeError("the control socket is not bound yet")
-        return self._socket
-
-    async def serve(self) -> None:
-        """Receive and dispatch requests (runs until cancelled)."""
-        while True:
-            frames = await self.socket.recv_multipart(copy=False)
-            self._dispatch(frames)
-            # A receive that finds a message waiting does not yield: under a
-            # flood, requests' tasks (other clients' answers) and the heartbeat
-            # would wait until the socket ran dry.
-            await asyncio.sleep(0)
+    async def start(self) -> None:
+        await self.server.start()
 
     def send_notice(self, session: Session, topic: str, event_type: str, **fields: Any) -> None:
         """Send one session a notice about its own tracks, streams or devices."""
-        notice = wire.encode_notice(topic, event_type, **fields)
-        self.socket.send_multipart([session.identity, notice])
+        session.connection.send(wire.encode_notice(topic, event_type, **fields))
+
+    def broadcast(self, topic: str, event_type: str, **fields: Any) -> None:
+        """Send every connection a notice (the heartbeat, shutdown)."""
+        self.server.broadcast(wire.encode_notice(topic, event_type, **fields))
+
+    def disconnect(self, session: Session, reason: str) -> None:
+        """End ``session`` and close its connection, telling the client why
+        first: it may be alive but paused, and must not take the silence for
+        a session that still holds its tracks."""
+        self.send_notice(session, "session", "ended", reason=reason)
+        self._end_session(session, reason)
+        session.connection.close()
 
     async def close_requests(self) -> None:
         """Cancel the requests in flight (at shutdown, before tracks end)."""
@@ -108,75 +113,109 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def close(self) -> None:
-        """Close the socket, lingering so the last notices (every track's
-        "ended") reach connected clients."""
-        if self._socket is not None:
-            self._socket.close(linger=SHUTDOWN_LINGER_MS)
+    async def close(self) -> None:
+        """Close every connection once its last notices are written."""
+        await self.server.close(SHUTDOWN_LINGER_S)
 
-    def _dispatch(self, frames: list[zmq.Frame]) -> None:
-        if len(frames) != 2:
+    async def _receive(self, connection: Connection, frames: list[bytes]) -> None:
+        if len(frames) != 1:
             self.counters["malformed"] += 1
             return
-        identity, payload = frames[0].bytes, frames[1]
+        payload = frames[0]
         try:
-            request = wire.decode_request(payload.bytes)
+            request = wire.decode_request(payload)
         except ProtocolError as exc:
             self.counters["malformed"] += 1
-            self._reply_error(identity, wire.request_id_of(payload.bytes), exc)
+            self._reply_error(connection, wire.request_id_of(payload), exc)
             return
         self.counters["requests"] += 1
-        session = self._sessions.get(identity)
+        session = self._sessions.get(connection.id)
         if session is not None:
             session.last_seen = time.monotonic()
         if request.op == "heartbeat":
             _record_heartbeat(session, request.args)
             return
-        task = asyncio.create_task(self._answer(identity, payload, session, request))
+        slots = self._slots.setdefault(connection.id, asyncio.Semaphore(MAX_IN_FLIGHT))
+        await slots.acquire()  # a full connection waits here, and is read no further
+        task = asyncio.create_task(self._answer(connection, session, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: slots.release())
+
+    def _closed(self, connection: Connection) -> None:
+        self._slots.pop(connection.id, None)
+        session = self._sessions.get(connection.id)
+        if session is not None:
+            self._end_session(session, "its connection closed")
+
+    def _refused(self, peer: PeerCredentials, cap: Cap) -> bytes:
+        """Log a refused connection; the notice that tells its client why."""
+        if cap is Cap.TOTAL:
+            held, key = len(self.server), KEY_OF_FIELD["max_connections"]
+            who = "the daemon holds"
+        else:
+            held = self.server.connections_of(peer.uid)
+            key, who = KEY_OF_FIELD["connections_per_user"], f"user {describe_uid(peer.uid)} holds"
+        log_refusal(peer, "a connection", f"{who} {held} connections, the limit ({key})")
+        reason = (
+            f"{who} {held} connections to the daemon, the limit ({key} in "
+            f"{self.config.config_path or 'the defaults'}): close some, or ask the "
+            "administrator to raise it"
+        )
+        return wire.encode_notice("session", "refused", reason=reason)
 
     async def _answer(
-        self, identity: bytes, payload: zmq.Frame, session: Session | None, request: wire.Request
+        self, connection: Connection, session: Session | None, request: wire.Request
     ) -> None:
         try:
             if request.op == "hello":
-                result = self._hello(identity, payload, request.args)
+                result = self._hello(connection, request.args)
             elif session is None:
                 raise InvalidStateError(f"{request.op} before hello: say hello first")
             else:
                 result = await self._handlers[request.op](session, request.args)
             reply = _encode_reply(request, result)
         except MediaStreamError as exc:
-            self._reply_error(identity, request.id, exc)
+            self._reply_error(connection, request.id, exc)
         except Exception as exc:  # a bug of ours: the loop must survive it, the log must show it
             log.exception("%s failed", request.op)
-            self._reply_error(identity, request.id, exc)
+            self._reply_error(connection, request.id, exc)
         else:
-            self.socket.send_multipart([identity, reply])
+            connection.send(reply)
 
-    def _reply_error(self, identity: bytes, request_id: int, exc: Exception) -> None:
+    def _reply_error(self, connection: Connection, request_id: int, exc: Exception) -> None:
         self.counters["errors"] += 1
         if isinstance(exc, MediaStreamError):
             name, message = exc.name, str(exc)
         else:
             name, message = "AbortError", f"internal error in the daemon: {exc!r}"
         constraint = exc.constraint if isinstance(exc, OverconstrainedError) else None
-        reply = wire.encode_error(request_id, name, message, constraint)
-        self.socket.send_multipart([identity, reply])
+        connection.send(wire.encode_error(request_id, name, message, constraint))
 
-    def _hello(self, identity: bytes, payload: zmq.Frame, args: dict[str, Any]) -> dict[str, Any]:
+    def _hello(self, connection: Connection, args: dict[str, Any]) -> dict[str, Any]:
         if args["version"] != wire.PROTOCOL_VERSION:
             raise ProtocolError(
                 f"client speaks protocol {args['version']}, daemon {wire.PROTOCOL_VERSION}"
             )
-        peer = parse_peer_address(str(payload.get("Peer-Address")))
+        peer = connection.peer
         check_peer(self.config, peer)  # NotAllowedError naming the rule
-        old = self._sessions.get(identity)
+        old = self._sessions.get(connection.id)
         if old is not None:
             self._end_session(old, "hello again")
-        self._sessions.open(identity, peer, args["name"][:MAX_NAME_CHARS])
+        self._check_session_room(peer)
+        self._sessions.open(connection, args["name"][:MAX_NAME_CHARS])
         return {"heartbeat_s": self.config.heartbeat_s, "daemon_pid": os.getpid()}
+
+    def _check_session_room(self, peer: PeerCredentials) -> None:
+        held, limit = len(self._sessions.of_uid(peer.uid)), self.config.sessions_per_user
+        if held < limit:
+            return
+        log_refusal(peer, "a session", f"uid holds {held} sessions, the limit")
+        raise NotReadableError(
+            f"user {describe_uid(peer.uid)} has {held} sessions open, the limit "
+            f"({KEY_OF_FIELD['sessions_per_user']} in {self.config.config_path or 'the defaults'}"
+            "): close MediaDevices it no longer uses, or ask the administrator to raise it"
+        )
 
     async def _bye(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         self._end_session(session, "bye")

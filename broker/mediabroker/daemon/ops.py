@@ -15,15 +15,10 @@ from mediabroker.config import BrokerConfig
 from mediabroker.constraints import parse_gum_constraints, parse_track_constraints
 from mediabroker.daemon.control import ControlServer, Handler
 from mediabroker.daemon.device_watch import DeviceWatch
+from mediabroker.daemon.quotas import SourceQuota
 from mediabroker.daemon.sessions import Session, SessionTable
 from mediabroker.daemon.stats import stats_reply
-from mediabroker.daemon.tracks import (
-    TrackRecord,
-    TrackTable,
-    check_track_room,
-    holder_name,
-    new_track_id,
-)
+from mediabroker.daemon.tracks import TrackRecord, TrackTable, holder_name, new_track_id
 from mediabroker.devices import Device
 from mediabroker.selection import (
     choose_device,
@@ -33,6 +28,7 @@ from mediabroker.selection import (
     settle_settings,
 )
 from mediabroker.sources import Lease, SourceManager
+from mediabroker.sources.rings import ring_slots
 from mediastream.errors import (
     AbortError,
     ConstraintTypeError,
@@ -41,6 +37,7 @@ from mediastream.errors import (
     NotFoundError,
     OverconstrainedError,
 )
+from mediastream.ring import ring_bytes
 
 __all__ = ["AdminOps", "MediaOps", "StreamOps"]
 
@@ -57,11 +54,13 @@ class MediaOps:
         sources: SourceManager,
         tracks: TrackTable,
         sessions: SessionTable,
+        quota: SourceQuota,
     ) -> None:
         self._devices = devices
         self._sources = sources
         self._tracks = tracks
         self._sessions = sessions
+        self._quota = quota
 
     def table(self) -> dict[str, Handler]:
         return {
@@ -77,7 +76,7 @@ class MediaOps:
 
     async def get_user_media(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         requested = parse_gum_constraints(args["constraints"])
-        check_track_room(session, len(requested))
+        self._tracks.check_track_room(session, len(requested))
         created: list[TrackRecord] = []
         try:
             for kind, constraint_set in requested.items():
@@ -85,7 +84,9 @@ class MediaOps:
                     self._devices.devices, kind, constraint_set, self._running
                 )
                 track_id = new_track_id()
-                lease, settings = await self._lease_for(track_id, device, settings, constraint_set)
+                lease, settings = await self._lease_for(
+                    session, track_id, device, settings, constraint_set
+                )
                 created.append(self._tracks.add(track_id, session, lease, settings, constraint_set))
                 # The device start was awaited: the session may have ended meanwhile
                 # (client killed, bye, hello again), and nobody would release the track.
@@ -106,7 +107,7 @@ class MediaOps:
         device = track.source.device
         constraint_set = parse_track_constraints(track.kind, args["constraints"])
         settings, _ = select_for_device(device, constraint_set, self._running_for(track))
-        lease, settings = await self._lease_for(track.id, device, settings, constraint_set)
+        lease, settings = await self._lease_for(session, track.id, device, settings, constraint_set)
         if not self._tracks.is_live(track):  # stopped or ended while we waited
             lease.release()
             return {}
@@ -125,17 +126,24 @@ class MediaOps:
         original = self._tracks.of_session(session, args["trackId"])
         if original is None:
             raise InvalidStateError(f"track {args['trackId']!r} is not live in this session")
-        check_track_room(session, 1)
+        self._tracks.check_track_room(session, 1)
         return {"track": self._tracks.mirror_track(session, original).to_wire()}
 
     async def _lease_for(
-        self, track_id: str, device: Device, settings: dict[str, Any], constraints: dict[str, Any]
+        self,
+        session: Session,
+        track_id: str,
+        device: Device,
+        settings: dict[str, Any],
+        constraints: dict[str, Any],
     ) -> tuple[Lease, dict[str, Any]]:
         """A lease for the track on the source that delivers ``settings``, and
         the settings with the resizeMode it gives. Raises `OverconstrainedError`,
-        `NotReadableError`."""
+        `NotReadableError` (also for a user out of sources or shared memory)."""
         fmt, frame_rate = ring_format(device, settings)
-        lease = await self._sources.acquire(device, fmt, frame_rate, holder_name(track_id))
+        size = ring_bytes(fmt, ring_slots(self._quota.config, fmt))
+        with self._quota.reserve(session, (device.device_id, fmt, frame_rate), size):
+            lease = await self._sources.acquire(device, fmt, frame_rate, holder_name(track_id))
         try:
             return lease, settle_settings(settings, constraints, lease.source)
         except OverconstrainedError:
@@ -216,7 +224,8 @@ class AdminOps:
         }
 
     async def stats(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
-        return stats_reply(self._sessions, self._sources, self._control.counters, self._config)
+        counters = {**self._control.counters, **self._control.server.counters}
+        return stats_reply(session, self._sessions, self._sources, counters, self._config)
 
     async def add_fake_device(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         _check_operator(session, "add fake devices")

@@ -1,63 +1,45 @@
-"""Client sessions: who is connected, with the credentials the kernel vouches for."""
+"""Client sessions: one per control connection that said hello, with the
+credentials the kernel recorded when that connection was made.
+
+A session ends with its connection (the client closed it, or its process
+exited and the kernel closed it), with ``bye``, with a second ``hello`` on
+the same connection, or when its heartbeats stop (`reap_sessions`; the
+daemon then closes the connection, so the client knows).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import psutil
+from mediabroker.daemon.zmtp import Connection, PeerCredentials
 
-from mediastream.errors import ProtocolError
-
-__all__ = ["PeerCredentials", "Session", "SessionTable", "parse_peer_address", "reap_sessions"]
+__all__ = ["Session", "SessionTable", "reap_sessions"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class PeerCredentials:
-    uid: int
-    gid: int
-    pid: int
-
-
-def parse_peer_address(address: str) -> PeerCredentials:
-    """Credentials from libzmq's ``Peer-Address`` over ipc: ``localhost:uid:gid:pid``.
-
-    libzmq reads them with SO_PEERCRED, so a client cannot forge them.
-    """
-    parts = address.rsplit(":", 3)
-    if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]):
-        raise ProtocolError(f"peer address {address!r} carries no ipc credentials")
-    return PeerCredentials(int(parts[1]), int(parts[2]), int(parts[3]))
-
-
 @dataclass(eq=False)
 class Session:
-    identity: bytes
-    peer: PeerCredentials
+    connection: Connection
     name: str
     started: float
     last_seen: float
     tracks: set[str] = field(default_factory=set)
-    process_created: float | None = None  # tells a reused pid from ours
     delivered: int | None = None  # frames its tracks read, as its heartbeats say
     discarded: int | None = None  # frames its tracks skipped
-    pidfd: int | None = None  # readable once the client's process exits (pidfd_open(2))
 
-    def alive(self) -> bool:
-        """False once the client's process is gone (its pid gone or reused);
-        polled only for a session without a pidfd."""
-        try:
-            created: float = psutil.Process(self.peer.pid).create_time()
-        except psutil.Error:
-            return False
-        return created == self.process_created
+    @property
+    def identity(self) -> bytes:
+        return self.connection.id
+
+    @property
+    def peer(self) -> PeerCredentials:
+        return self.connection.peer
 
     def __repr__(self) -> str:
         peer = self.peer
@@ -65,13 +47,10 @@ class Session:
 
 
 class SessionTable:
-    """The open sessions. ``on_exit(session)`` runs on the event loop the moment
-    a client's process exits: the kernel tells, through a pidfd, so no
-    session costs a poll of /proc."""
+    """The open sessions, by their connection's id."""
 
-    def __init__(self, on_exit: Callable[[Session], None]) -> None:
+    def __init__(self) -> None:
         self._by_identity: dict[bytes, Session] = {}
-        self._on_exit = on_exit
 
     def __len__(self) -> int:
         return len(self._by_identity)
@@ -82,34 +61,29 @@ class SessionTable:
     def get(self, identity: bytes) -> Session | None:
         return self._by_identity.get(identity)
 
-    def open(self, identity: bytes, peer: PeerCredentials, name: str) -> Session:
+    def of_uid(self, uid: int) -> list[Session]:
+        return [s for s in self._by_identity.values() if s.peer.uid == uid]
+
+    def open(self, connection: Connection, name: str) -> Session:
         now = time.monotonic()
-        session = Session(identity, peer, name, now, now, process_created=_create_time(peer.pid))
-        session.pidfd = _pidfd(peer.pid)
-        if session.pidfd is not None:
-            asyncio.get_running_loop().add_reader(session.pidfd, self._on_exit, session)
-        self._by_identity[identity] = session
+        session = Session(connection, name, now, now)
+        self._by_identity[connection.id] = session
         log.info("session opened: %r", session)
         return session
 
     def close(self, session: Session, reason: str) -> None:
+        """Forget ``session``; the log line counts the tracks it still held."""
         if self._by_identity.pop(session.identity, None) is not None:
             log.info("session closed (%s): %r", reason, session)
-        if session.pidfd is not None:
-            asyncio.get_running_loop().remove_reader(session.pidfd)
-            os.close(session.pidfd)
-            session.pidfd = None
 
     def expired(self, timeout_s: float) -> list[tuple[Session, str]]:
-        """Sessions whose heartbeats stopped or whose process is gone, with why."""
+        """Sessions whose heartbeats stopped, with why."""
         deadline = time.monotonic() - timeout_s
-        found = []
-        for session in self._by_identity.values():
-            if session.pidfd is None and not session.alive():
-                found.append((session, f"process {session.peer.pid} is gone"))
-            elif session.last_seen < deadline:
-                found.append((session, f"no heartbeat for {timeout_s:g} s"))
-        return found
+        return [
+            (session, f"no heartbeat for {timeout_s:g} s")
+            for session in self._by_identity.values()
+            if session.last_seen < deadline
+        ]
 
 
 async def reap_sessions(
@@ -118,8 +92,7 @@ async def reap_sessions(
     timeout_s: float,
     end: Callable[[Session, str], None],
 ) -> None:
-    """End sessions whose process is gone or whose heartbeats stopped (runs
-    until cancelled)."""
+    """End sessions whose heartbeats stopped (runs until cancelled)."""
     period = heartbeat_s / 2
     while True:
         started = time.monotonic()
@@ -129,18 +102,3 @@ async def reap_sessions(
         stalled = time.monotonic() - started > period + heartbeat_s
         for session, reason in sessions.expired(math.inf if stalled else timeout_s):
             end(session, reason)
-
-
-def _pidfd(pid: int) -> int | None:
-    """A pidfd for ``pid``, or None (process gone, or a kernel before 5.3)."""
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return None
-
-
-def _create_time(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None

@@ -1,5 +1,10 @@
 """Figures for ``mediabroker stats``: what each source and process costs now.
 
+Root and the daemon's own user see every session; anyone else sees the
+sessions of its own uid, and among a source's holders only its own tracks
+(``holderCount`` counts them all): no user learns another's process names,
+pids or track ids.
+
 The daemon reports counters and totals (frames written, CPU seconds, bytes);
 rates (fps, CPU %, drops per interval) are differences between two reports,
 computed by whoever asks (`mediabroker.cli.inspect`), so the daemon keeps no
@@ -15,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from mediabroker.daemon.tracks import holder_name
 from mediastream.errors import NotReadableError
 from mediastream.ring import Ring, VideoFormat
 
@@ -29,17 +35,26 @@ log = logging.getLogger(__name__)
 
 
 def stats_reply(
+    viewer: Session,
     sessions: Iterable[Session],
     sources: Iterable[Source],
     counters: dict[str, int],
     config: BrokerConfig,
 ) -> dict[str, Any]:
-    """What the daemon holds now: for ``mediabroker stats`` and for tests."""
+    """What the daemon holds now, as ``viewer`` may see it: for ``mediabroker
+    stats`` and for tests."""
     sources = list(sources)
+    visible = list(sessions)
+    if viewer.peer.uid not in (0, os.getuid()):
+        visible = [s for s in visible if s.peer.uid == viewer.peer.uid]
+        own = {holder_name(t) for s in visible for t in s.tracks}
+        rows = [_own_holders(source_row(s, config), own) for s in sources]
+    else:
+        rows = [source_row(s, config) for s in sources]
     return {
         "pid": os.getpid(),
-        "sessions": [session_row(s) for s in sessions],
-        "sources": [source_row(s, config) for s in sources],
+        "sessions": [session_row(s) for s in visible],
+        "sources": rows,
         "processes": process_figures(sources),
         "counters": dict(counters),
     }
@@ -57,6 +72,10 @@ def session_row(session: Session) -> dict[str, Any]:
     }
 
 
+def _own_holders(row: dict[str, Any], own: set[str]) -> dict[str, Any]:
+    return {**row, "holders": [h for h in row["holders"] if h in own]}
+
+
 def source_row(source: Source, config: BrokerConfig) -> dict[str, Any]:
     return {
         "id": source.id,
@@ -64,6 +83,7 @@ def source_row(source: Source, config: BrokerConfig) -> dict[str, Any]:
         "label": source.device.label,
         "state": source.state.value,
         "holders": source.holders,
+        "holderCount": len(source.holders),
         "capture": dict(source.counters),
         "pid": source.pid,
         "ring": source.ring_name,

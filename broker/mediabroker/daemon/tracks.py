@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mediabroker.config import KEY_OF_FIELD, BrokerConfig
+from mediabroker.daemon.access import describe_uid, log_refusal
 from mediabroker.daemon.sessions import Session
 from mediabroker.daemon.shared_streams import StreamRegistry
 from mediabroker.sources import Lease, Source
@@ -74,9 +76,10 @@ class TrackRecord:
 class TrackTable:
     """The tracks by id, with the shared streams that mirror them."""
 
-    def __init__(self, send_notice: NoticeSender) -> None:
+    def __init__(self, send_notice: NoticeSender, config: BrokerConfig) -> None:
         self._tracks: dict[str, TrackRecord] = {}
         self._send_notice = send_notice
+        self._config = config
         self.streams = StreamRegistry(self)
 
     def __len__(self) -> int:
@@ -105,7 +108,7 @@ class TrackTable:
         """A new track holding ``lease`` (released here when the session may
         hold no more tracks)."""
         try:
-            check_track_room(session, 1)  # again: requests run concurrently
+            self.check_track_room(session, 1)  # again: requests run concurrently
         except NotReadableError:
             lease.release()
             raise
@@ -127,8 +130,27 @@ class TrackTable:
         """One session's notice, on its control socket (StreamHost)."""
         self._send_notice(session, topic, event_type, **fields)
 
+    def of_uid(self, uid: int) -> list[TrackRecord]:
+        return [t for t in self._tracks.values() if t.session.peer.uid == uid]
+
     def check_track_room(self, session: Session, wanted: int) -> None:
-        check_track_room(session, wanted)
+        """Raise `NotReadableError` unless ``session`` may hold ``wanted`` more
+        tracks: at most `MAX_TRACKS_PER_SESSION`, and its user at most
+        ``limits.tracks_per_user`` over all its sessions."""
+        if len(session.tracks) + wanted > MAX_TRACKS_PER_SESSION:
+            raise NotReadableError(
+                f"this process holds {len(session.tracks)} tracks and may hold "
+                f"{MAX_TRACKS_PER_SESSION}; stop the ones it no longer reads"
+            )
+        held, limit = len(self.of_uid(session.peer.uid)), self._config.tracks_per_user
+        if held + wanted > limit:
+            log_refusal(session.peer, "a track", f"the uid holds {held} tracks, the limit")
+            raise NotReadableError(
+                f"user {describe_uid(session.peer.uid)} holds {held} tracks, the limit "
+                f"({KEY_OF_FIELD['tracks_per_user']} = {limit} in "
+                f"{self._config.config_path or 'the defaults'}): stop tracks it no longer "
+                "reads, or ask the administrator to raise it"
+            )
 
     def release(self, track: TrackRecord) -> None:
         """Forget ``track`` and drop its hold on the source. Idempotent."""
@@ -162,11 +184,3 @@ class TrackTable:
     def of_source(self, source: Source) -> list[TrackRecord]:
         """Tracks that read ``source`` or a source derived from it."""
         return [t for t in self._tracks.values() if source in (t.source, t.source.parent)]
-
-
-def check_track_room(session: Session, wanted: int) -> None:
-    if len(session.tracks) + wanted > MAX_TRACKS_PER_SESSION:
-        raise NotReadableError(
-            f"this process holds {len(session.tracks)} tracks and may hold "
-            f"{MAX_TRACKS_PER_SESSION}; stop the ones it no longer reads"
-        )

@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 import time
 from collections.abc import Iterator
 
@@ -34,6 +35,8 @@ from mediastream.ring import RingFormat, VideoFormat
 __all__ = ["Lease", "SourceManager"]
 
 log = logging.getLogger(__name__)
+
+RING_NAME_ATTEMPTS = 5
 
 PROGRESS_CHECKS_PER_STALL = 4  # progress checks within the least stall limit
 
@@ -195,19 +198,33 @@ class SourceManager:
         return self._open(SourcePlan(device, fmt, frame_rate, device.backend))
 
     def _open(self, plan: SourcePlan) -> Source:
+        """Start a source for ``plan``. Its ring's name ends in a random tag:
+        another user cannot create the segment first to make the start fail,
+        and if a name is taken anyway another is tried."""
         source_id = f"{next(self._ids)}-{_mode_name(plan.format, plan.frame_rate)}"
-        source = Source(source_id, plan, self._config, self._listener, self._status.endpoint)
-        if plan.parent is not None:  # a derived source keeps its parent open
-            source.parent_lease = self.lease(plan.parent, f"source:{source_id}")
-        try:
-            source.start()
-        except BaseException:
-            if source.parent_lease is not None:
-                source.parent_lease.release()
-            raise
-        self._sources[plan.key] = source
-        self._by_id[source_id] = source
-        return source
+        for _ in range(RING_NAME_ATTEMPTS):
+            tag = secrets.token_hex(6)
+            source = Source(
+                source_id, plan, self._config, self._listener, self._status.endpoint, tag
+            )
+            if plan.parent is not None:  # a derived source keeps its parent open
+                source.parent_lease = self.lease(plan.parent, f"source:{source_id}")
+            try:
+                source.start()
+            except BaseException as exc:
+                if source.parent_lease is not None:
+                    source.parent_lease.release()
+                if not isinstance(exc, FileExistsError):
+                    raise
+                log.warning("%s exists and is not ours: trying another name", source.ring_name)
+                continue
+            self._sources[plan.key] = source
+            self._by_id[source_id] = source
+            return source
+        raise NotReadableError(
+            f"{RING_NAME_ATTEMPTS} ring names for {source_id} were taken in "
+            f"{self._config.shm_dir}: another user is creating them; tell the administrator"
+        )
 
     def family(self, source: Source) -> list[Source]:
         """``source`` and the sources derived from it."""

@@ -28,9 +28,15 @@ from pathlib import Path
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediabroker.config_values import MIB
 from mediastream.errors import NotReadableError
-from mediastream.ring import Ring, RingFormat, read_ring_pids, ring_bytes
+from mediastream.ring import AudioFormat, Ring, RingFormat, read_ring_pids, ring_bytes
 
-__all__ = ["check_budget", "own_segments", "sweep_stale_rings", "used_bytes"]
+__all__ = [
+    "check_budget",
+    "own_segments",
+    "ring_slots",
+    "sweep_stale_rings",
+    "used_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,13 @@ def _prefixed(config: BrokerConfig) -> list[tuple[Path, os.stat_result]]:
 
 def _ours(info: os.stat_result) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+
+
+def ring_slots(config: BrokerConfig, fmt: RingFormat) -> int:
+    """Slots of a ring for ``fmt``: frames for video, samples for audio."""
+    if isinstance(fmt, AudioFormat):
+        return int(fmt.sample_rate * config.audio_ring_s)
+    return config.ring_slots
 
 
 def used_bytes(config: BrokerConfig) -> int:

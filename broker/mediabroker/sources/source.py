@@ -38,11 +38,11 @@ from mediabroker.devices import Device
 from mediabroker.filemodes import secure_endpoint
 from mediabroker.sources.policy import Progress, StallWatch
 from mediabroker.sources.process import CaptureProcess
-from mediabroker.sources.rings import check_budget
+from mediabroker.sources.rings import check_budget, ring_slots
 from mediabroker.sources.status import CaptureStatus
 from mediastream.errors import NotReadableError
 from mediastream.paths import socket_path, source_endpoint
-from mediastream.ring import AudioFormat, Ring, RingFormat
+from mediastream.ring import Ring, RingFormat, ring_bytes
 
 if TYPE_CHECKING:
     from mediabroker.sources.manager import Lease
@@ -106,12 +106,14 @@ class Source:
         config: BrokerConfig,
         listener: SourceListener,
         status_endpoint: str,
+        ring_tag: str = "",
     ) -> None:
+        """``ring_tag`` ends the ring's name (a random one: see `SourceManager`)."""
         self.id = source_id
         self.plan = plan
         self.device, self.format, self.frame_rate = plan.device, plan.format, plan.frame_rate
         self.parent = plan.parent
-        self.ring_name = config.shm_prefix + source_id
+        self.ring_name = config.shm_prefix + source_id + (f".{ring_tag}" if ring_tag else "")
         self.frames_endpoint = source_endpoint(config.run_dir, source_id)  # frame-ready PUB
         self.state = SourceState.STARTING
         self.leases: set[Lease] = set()
@@ -161,9 +163,11 @@ class Source:
         self._spawn()
 
     def _ring_slots(self) -> int:
-        if isinstance(self.format, AudioFormat):
-            return int(self.format.sample_rate * self._config.audio_ring_s)
-        return self._config.ring_slots
+        return ring_slots(self._config, self.format)
+
+    @property
+    def ring_bytes(self) -> int:
+        return ring_bytes(self.format, self._ring_slots())
 
     def _spawn(self) -> None:
         spec = CaptureSpec(

@@ -21,8 +21,8 @@ import pytest
 
 from conftest import assert_nothing_left
 from mediabroker.config import BrokerConfig
-from mediabroker.daemon.access import check_peer, peer_groups
-from mediabroker.daemon.sessions import PeerCredentials
+from mediabroker.daemon.access import check_peer
+from mediabroker.daemon.zmtp import PeerCredentials
 from mediabroker.filemodes import run_dir_mode, secure_path
 from mediastream import MediaDevices, NotAllowedError
 from mediastream.ring import SHM_DIR
@@ -41,7 +41,7 @@ def config(**fields: object) -> BrokerConfig:
 
 
 def test_without_rules_anyone_who_reaches_the_socket_may_connect() -> None:
-    check_peer(config(), PeerCredentials(NOBODY, NOGROUP, GONE_PID))
+    check_peer(config(), PeerCredentials(NOBODY, NOGROUP, GONE_PID, frozenset({NOGROUP})))
 
 
 @pytest.mark.parametrize(
@@ -49,37 +49,31 @@ def test_without_rules_anyone_who_reaches_the_socket_may_connect() -> None:
     [{"allow_users": (NOBODY,)}, {"allow_groups": (NOGROUP,)}, {"allow_groups": (1, NOGROUP)}],
 )
 def test_a_user_or_its_group_on_the_list_is_allowed(rules: dict[str, object]) -> None:
-    check_peer(config(**rules), PeerCredentials(NOBODY, NOGROUP, GONE_PID))
+    check_peer(config(**rules), PeerCredentials(NOBODY, NOGROUP, GONE_PID, frozenset({NOGROUP})))
 
 
 def test_root_and_the_daemons_own_user_always_pass() -> None:
     rules = config(allow_users=(12345,))
-    check_peer(rules, PeerCredentials(0, 0, GONE_PID))
+    check_peer(rules, PeerCredentials(0, 0, GONE_PID, frozenset({0})))
     check_peer(rules, PeerCredentials(os.getuid(), os.getgid(), GONE_PID))
 
 
 def test_a_refusal_names_the_rule_the_user_and_the_file() -> None:
     rules = config(allow_users=(0,), allow_groups=(0,), config_path=Path("/etc/mb.toml"))
     with pytest.raises(NotAllowedError) as caught:
-        check_peer(rules, PeerCredentials(NOBODY, NOGROUP, GONE_PID))
+        check_peer(rules, PeerCredentials(NOBODY, NOGROUP, GONE_PID, frozenset({NOGROUP})))
     message = str(caught.value)
     assert "access.allow_users = [root]" in message
     assert "access.allow_groups = [root]" in message
     assert "65534 (nobody)" in message and "/etc/mb.toml" in message
 
 
-def test_supplementary_groups_come_from_the_live_process() -> None:
-    """The kernel's list for the peer's pid (/proc), not the user database."""
-    own = {int(g) for g in _proc_groups(os.getpid())} | {os.getgid()}
-    assert peer_groups(PeerCredentials(os.getuid(), os.getgid(), os.getpid())) == own
-    assert peer_groups(PeerCredentials(NOBODY, NOGROUP, GONE_PID)) == {NOGROUP}
-
-
-def _proc_groups(pid: int) -> list[str]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Groups:"):
-            return line.split()[1:]
-    return []
+def test_supplementary_groups_are_the_ones_recorded_at_connect() -> None:
+    """The groups of the peer's credentials count, not the user database."""
+    rules = config(allow_groups=(4242,))
+    check_peer(rules, PeerCredentials(NOBODY, NOGROUP, GONE_PID, frozenset({NOGROUP, 4242})))
+    with pytest.raises(NotAllowedError):
+        check_peer(rules, PeerCredentials(NOBODY, NOGROUP, GONE_PID, frozenset({NOGROUP})))
 
 
 # -- modes -----------------------------------------------------------------------
@@ -157,7 +151,7 @@ def test_a_user_outside_the_rules_is_refused_and_cannot_map_a_ring(open_base: Pa
             assert "access.allow_users = [root]" in message
             assert str(daemon.config_path) in message and "65534 (nobody)" in message
             assert seen["ring"] == "PermissionError", seen
-            assert "refused pid" in daemon.log()
+            assert "refused access for pid" in daemon.log()
             assert len(devices.enumerateDevices()) == 2
         assert daemon.terminate() == 0
         assert_nothing_left(daemon)
@@ -184,8 +178,7 @@ def test_the_group_gates_sockets_and_rings_and_members_read_frames(open_base: Pa
             [segment] = segments(daemon.prefix)
             run = daemon.run_dir
             assert mode_and_gid(run) == (0o750, audio)
-            for name in ("control", "events"):
-                assert mode_and_gid(run / name) == (0o660, audio), name
+            assert mode_and_gid(run / "control") == (0o660, audio)
             [source_socket] = run.glob("source-*")
             assert mode_and_gid(source_socket) == (0o660, audio)
             assert mode_and_gid(run / "capture-status")[0] == 0o600

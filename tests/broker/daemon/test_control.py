@@ -1,4 +1,4 @@
-"""daemon/control.py in-process: a real ROUTER socket on a scratch run dir,
+"""daemon/control.py in-process: the real control socket on a scratch run dir,
 a real DEALER client, handlers of the test's own. What only the error
 boundary decides is checked here: which exceptions are the client's answer
 and which are the daemon's bugs."""
@@ -49,10 +49,9 @@ async def _serve(run_dir: Path, scenario: Scenario) -> None:
     """Run ``scenario`` against a bound, serving ControlServer with one
     session open (hello said), then close everything."""
     ctx = zmq.asyncio.Context()
-    sessions = SessionTable(lambda s: sessions.close(s, "exited"))
-    server = ControlServer(ctx, BrokerConfig(run_dir=run_dir), sessions, sessions.close)
-    server.bind()
-    loop = asyncio.create_task(server.serve())
+    sessions = SessionTable()
+    server = ControlServer(BrokerConfig(run_dir=run_dir), sessions, sessions.close)
+    await server.start()
     socket = ctx.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.connect(control_endpoint(run_dir))
@@ -62,11 +61,9 @@ async def _serve(run_dir: Path, scenario: Scenario) -> None:
         assert hello.ok, hello
         await scenario(server, peer)
     finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
         await server.close_requests()
         socket.close()
-        server.close()
+        await server.close()
         for session in sessions:
             sessions.close(session, "test over")
         ctx.term()

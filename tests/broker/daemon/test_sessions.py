@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-from mediabroker.daemon.sessions import parse_peer_address
-from mediastream import MediaDevices, ProtocolError
+from mediastream import MediaDevices
 from support import ClientProcess, Daemon, segments, wait_until
 
 
@@ -59,19 +56,6 @@ def test_killed_client_is_released_within_two_seconds(daemon: Daemon) -> None:
         )
     finally:
         holder.close()
-
-
-@pytest.mark.parametrize(
-    "address", ["", "localhost", "1.2.3.4:5555", "localhost:a:b:c", "localhost:0:0"]
-)
-def test_peer_address_without_ipc_credentials_is_refused(address: str) -> None:
-    with pytest.raises(ProtocolError):
-        parse_peer_address(address)
-
-
-def test_peer_address_parses_uid_gid_pid() -> None:
-    peer = parse_peer_address("localhost:1000:100:4242")
-    assert (peer.uid, peer.gid, peer.pid) == (1000, 100, 4242)
 
 
 def test_heartbeats_carry_each_consumers_frame_counts(daemon: Daemon) -> None:
