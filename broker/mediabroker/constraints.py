@@ -213,10 +213,14 @@ def _narrow(domains: dict[str, Domain], name: str, required: Any) -> None:
 
 
 def _try_advanced(domains: dict[str, Domain], advanced: Mapping[str, Any]) -> None:
+    """Bare values of an advanced set are exact; an explicit ideal there is
+    still only ideal (its fitness distance is finite), so it never makes the
+    set unsatisfiable."""
     trial = dict(domains)
     try:
         for name, constraint in advanced.items():
-            _narrow(trial, name, constraint)
+            required = _required_part(constraint) if isinstance(constraint, Mapping) else constraint
+            _narrow(trial, name, required)
         _narrow_aspect(trial)
     except OverconstrainedError:
         return  # an unsatisfiable advanced set is skipped, not an error

@@ -376,6 +376,15 @@ def test_an_advanced_set_narrows_as_if_required_or_is_skipped(
     assert result == expected
 
 
+def test_an_ideal_inside_an_advanced_set_is_not_required() -> None:
+    """Bare values of an advanced set are exact, an explicit ideal is not:
+    facingMode's ideal, which this camera cannot meet, must not make the set
+    unsatisfiable (hypothesis found the set skipped, frameRate 1 not 2)."""
+    caps = camera()
+    advanced = {"frameRate": 2.0, "facingMode": {"ideal": "user"}}
+    assert chosen(caps, CAMERA_DEFAULTS, {"advanced": [advanced]})["frameRate"] == 2.0
+
+
 @given(with_constraints(cameras()), st.data())
 def test_an_advanced_set_never_breaks_the_basic_set(
     case: tuple[Caps, dict[str, Any], dict[str, Any]], data: st.DataObject
