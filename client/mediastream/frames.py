@@ -8,6 +8,7 @@ from functools import lru_cache
 import numpy as np
 
 from .errors import FrameOverwrittenError
+from .fences import fence
 
 __all__ = ["AudioData", "VideoFrame", "black_frame"]
 
@@ -41,9 +42,13 @@ class VideoFrame:
         """True while the writer has not started to reuse this frame's slot.
 
         The writer stores the slot's begin number before it touches a pixel,
-        so an unchanged begin number means the pixels are the ones captured.
+        so an unchanged begin number means the pixels are the ones captured
+        (the fence orders the caller's reads of the pixels before this one).
         """
-        return self.slot_header is None or int(self.slot_header[SLOT_BEGIN]) == self.seq
+        if self.slot_header is None:
+            return True
+        fence()
+        return int(self.slot_header[SLOT_BEGIN]) == self.seq
 
     def copy(self) -> VideoFrame:
         """A private, writable copy, checked intact after copying.

@@ -10,9 +10,30 @@ A video slot is a 64-byte header of uint64 words (begin, end, monotonic ns,
 wall ns) followed by the pixels, 64-byte aligned. The header words form a
 seqlock: the writer stores ``begin = seq``, writes the pixels, stores the
 timestamps and ``end = seq``, then publishes ``newest_seq``. A reader
-accepts a slot only while ``begin == end == seq``. This relies on stores
-becoming visible in program order (x86-64's TSO); the numpy element stores
-used here are plain stores, so other architectures need fences first.
+accepts a slot only while ``begin == end == seq``, and trusts the pixels it
+read only if ``begin`` still reads ``seq`` afterwards.
+
+Ordering, step by step (`fence` is a full barrier on aarch64 and nothing on
+x86-64, whose stores and loads stay in program order; see
+`mediastream.fences`):
+
+    writer                              reader
+    W1 begin = seq                      R1 s = newest
+       fence  (W1 before W2)               fence  (R1 before R2)
+    W2 pixels                           R2 end == s and begin == s
+       fence  (W2 before W3)               fence  (R2 before R3)
+    W3 timestamps, end = seq            R3 pixels (the caller's reads)
+       fence  (W3 before W4)               fence  (R3 before R4)
+    W4 newest = seq                     R4 begin == s ("valid")
+
+A reader that sees ``newest = s`` (R1) sees ``end = s`` and the pixels
+behind it (W4 after W3 after W2). If R2 passes, the slot held frame s and
+the writer had not yet stored its next ``begin`` when R2 read it. If the
+writer then reuses the slot, its new ``begin`` (W1) becomes visible before
+any of its new pixels (W2), so a reader whose R3 saw a new pixel sees the
+new ``begin`` at R4 and refuses the frame: no interleaving hands out a torn
+slot as valid. Without the fences, aarch64 may reorder W1 after W2 or R3
+after R4, and a torn frame would pass.
 
 The audio writer announces the cursor it is about to reach in
 ``newest_begin``, copies a block, then advances ``cursor`` (frames written
@@ -39,6 +60,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .errors import NotReadableError
+from .fences import fence
 from .frames import (
     NS_PER_S,
     SLOT_BEGIN,
@@ -434,14 +456,17 @@ class VideoWriter:
         self.seq += 1
         header, pixels = self._slots[self.seq % len(self._slots)]
         header[SLOT_BEGIN] = self.seq  # invalidates readers of the old frame first
+        fence()  # W1 before W2: begin is seen before any new pixel
         return pixels
 
     def commit(self, monotonic_ns: int, wall_ns: int) -> int:
         """Publish the claimed slot as frame ``seq``; returns that seq."""
         header, _ = self._slots[self.seq % len(self._slots)]
+        fence()  # W2 before W3: the pixels are seen before end
         header[SLOT_MONOTONIC_NS] = monotonic_ns
         header[SLOT_WALL_NS] = wall_ns
         header[SLOT_END] = self.seq
+        fence()  # W3 before W4: end is seen before newest
         self._cursor[1] = monotonic_ns
         self._cursor[0] = self.seq
         return self.seq
@@ -473,13 +498,16 @@ class VideoReader:
     @property
     def newest_seq(self) -> int:
         """Sequence number of the newest complete frame; 0 before the first."""
-        return int(self._cursor[0])
+        seq = int(self._cursor[0])
+        fence()  # R1 before R2
+        return seq
 
     def frame(self, seq: int) -> VideoFrame | None:
         """Frame ``seq`` as a view, or None if its slot does not hold it intact."""
         header, pixels = self._slots[seq % len(self._slots)]
         if seq == 0 or int(header[SLOT_END]) != seq or int(header[SLOT_BEGIN]) != seq:
             return None
+        fence()  # R2 before R3: the pixels are read after the seqlock
         frame = VideoFrame(
             pixels,
             seq,
@@ -529,11 +557,14 @@ class AudioWriter:
         cursor = self.position + total
         # Announce before overwriting: readers treat what this block replaces as lost.
         self._cursor[2] = cursor
+        fence()  # the announcement is seen before any sample it covers
         start = (cursor - frames) % self.capacity
         first = min(frames, self.capacity - start)
         self._pcm[start : start + first] = block[:first]
         self._pcm[: frames - first] = block[first:]
+        fence()  # the samples are seen before the cursor that covers them
         self._cursor[1] = monotonic_ns + total * NS_PER_S // self.sample_rate
+        fence()  # the time is seen before its cursor
         self._cursor[0] = cursor
 
 
@@ -577,6 +608,7 @@ class AudioReader:
         if end <= start:
             return None
         data = self._copy(start, end)
+        fence()  # the copy is done before the announcement is read
         # The writer may have overwritten the oldest part while we copied: it
         # announces each block in newest_begin before it touches a sample.
         lost = min(end - start, max(0, int(self._cursor[2]) - self.capacity - start))
@@ -592,7 +624,9 @@ class AudioReader:
         so a thousand tries outlast it unless the writer died mid-block."""
         for _ in range(tries):
             cursor = int(self._cursor[0])
+            fence()  # the cursor before its time, and before the samples it covers
             cursor_ns = int(self._cursor[1])
+            fence()
             if int(self._cursor[2]) == cursor:
                 return cursor, cursor_ns
         return None

@@ -1,0 +1,94 @@
+"""Memory fences for the rings' seqlocks, on the machines the client runs on.
+
+Design note. The rings are written by one process and read by others on
+other CPUs, with no lock: a reader trusts a frame because it sees the
+writer's stores in the order they were made (see `mediastream.ring`). What
+that takes depends on the CPU:
+
+- x86-64 (and i386) keep stores in order and loads in order (TSO), so
+  `fence` does nothing. The compiler cannot reorder either: every ring
+  access is a call into numpy, opaque to the compiler that built CPython.
+- aarch64 may make stores visible, and perform loads, out of order. There
+  `fence` runs ``dmb ish``, a full barrier for every CPU that can map the
+  segment: eight bytes of machine code (``dmb ish; ret``) put in a page of
+  their own, made executable with mprotect, called through ctypes (about a
+  microsecond; a few per frame). Nothing is compiled on the user's machine.
+- Any other CPU: `fence` raises `NotReadableError`, rather than risk
+  handing out a torn frame as valid.
+
+The ring's fences pair up as release and acquire: the writer fences after
+a slot's ``begin`` (before the pixels) and before its ``end`` and the
+newest-frame word; a reader fences after reading the newest word and the
+slot's seqlock words (before the pixels), and before it checks ``begin``
+again (after the pixels). A full barrier is stronger than either half.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import platform
+from collections.abc import Callable
+
+from .errors import NotReadableError
+
+__all__ = ["ORDERED_MACHINES", "fence", "fence_kind"]
+
+ORDERED_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686"})  # TSO: stores and loads in order
+ARM64_MACHINES = frozenset({"aarch64", "arm64"})
+_DMB_ISH_RET = (0xD5033BBF).to_bytes(4, "little") + (0xD65F03C0).to_bytes(4, "little")
+
+
+def _no_fence() -> None:
+    """The hardware keeps the order: nothing to do."""
+
+
+def _arm64_fence() -> Callable[[], None]:
+    """``dmb ish`` as a callable: the code is written to a fresh anonymous
+    page, which is then made read-execute (never writable and executable at
+    once, so W^X policies allow it)."""
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    page.write(_DMB_ISH_RET)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))  # pins the page for good
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if libc.mprotect(address, mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_EXEC) != 0:
+        errno = ctypes.get_errno()
+        raise NotReadableError(
+            f"cannot make the ring's memory fence executable (mprotect: errno {errno}); "
+            "a policy forbids executable memory for this process"
+        )
+    _pages.append(page)
+    return ctypes.CFUNCTYPE(None)(address)
+
+
+_pages: list[mmap.mmap] = []
+
+
+def _refusing(message: str) -> Callable[[], None]:
+    """A fence that refuses: the first ring access raises, the rest of the
+    client (devices, control requests) still works."""
+
+    def refuse() -> None:
+        raise NotReadableError(message)
+
+    return refuse
+
+
+def _choose(machine: str) -> tuple[str, Callable[[], None]]:
+    if machine in ORDERED_MACHINES:
+        return "none (total store order)", _no_fence
+    if machine in ARM64_MACHINES:
+        try:
+            return "dmb ish", _arm64_fence()
+        except NotReadableError as exc:
+            return "unavailable", _refusing(str(exc))
+    return "unsupported", _refusing(
+        f"shared-memory rings are not supported on {machine}: its CPU may reorder "
+        "memory accesses and mediastream has fences only for x86-64 and aarch64, so "
+        "a torn frame could be taken for a whole one"
+    )
+
+
+fence_kind, fence = _choose(platform.machine().lower())
+"""What `fence` does on this machine, and the fence itself."""

@@ -1,0 +1,58 @@
+"""test_integrity.py's torn-read stress, run by an aarch64 Python under
+qemu-user: ``aarch64_stress.py RING FRAMES LIMIT_S`` (see
+tests/system/test_integrity_aarch64.py).
+
+The ring is the test's. A writer and a reader are forked (qemu-user runs
+the forks too; it cannot exec an aarch64 binary without binfmt_misc, so no
+spawn), the reader checks FRAMES frames, and one JSON line says what the
+machine and its fence were and what the reader saw.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import platform
+import sys
+import time
+
+import integrity_children  # tests/support is on the path: the package needs psutil
+
+from mediastream import fences
+from mediastream.ring import Ring
+
+FORK = multiprocessing.get_context("fork")
+
+
+def main(name: str, frames: int, limit_s: float) -> None:
+    writer = FORK.Process(target=integrity_children.write_flat_out, args=(name,))
+    writer.start()
+    with Ring.open(name) as ring:
+        deadline = time.monotonic() + 60
+        while int(ring.header["newest"]) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        mine, theirs = FORK.Pipe(duplex=False)
+        args = (name, None, frames, limit_s, theirs)
+        reader = FORK.Process(target=integrity_children.check_frames, args=args)
+        reader.start()
+        theirs.close()
+        counts, torn = mine.recv() if mine.poll(limit_s + 60) else ({}, ["no answer"])
+    with Ring.open(name, writable=True) as ring:
+        ring.mark_ended()  # the writer's signal to stop
+    reader.join(30)
+    writer.join(30)
+    print(
+        json.dumps(
+            {
+                "machine": platform.machine(),
+                "fence": fences.fence_kind,
+                "counts": counts,
+                "torn": torn,
+                "exit_codes": [reader.exitcode, writer.exitcode],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))
