@@ -18,10 +18,20 @@ from support import child_env
 from support.users import as_nobody, needs_root, shared_dir
 
 EXIT_FAILED = 1
+
+
 def serve(run_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mediabroker", "serve", "--fake-devices", "--no-hardware",
-         "--run-dir", str(run_dir)],
+        [
+            sys.executable,
+            "-m",
+            "mediabroker",
+            "serve",
+            "--fake-devices",
+            "--no-hardware",
+            "--run-dir",
+            str(run_dir),
+        ],
         env=child_env(),
         capture_output=True,
         text=True,
@@ -81,3 +91,42 @@ def test_another_users_run_dir_is_refused(writable_base: Path) -> None:
     assert result.returncode == EXIT_FAILED, result.stderr
     assert "belongs to uid 65534" in result.stderr, result.stderr
     assert list((writable_base / "run").iterdir()) == []
+
+
+UNSHARE = ["unshare", "--mount", "--propagation", "private", "--"]
+
+
+def serve_on_full_tmpfs(base: Path, options: str, fill: bool) -> subprocess.CompletedProcess[str]:
+    """``serve`` in a mount namespace of its own whose ``base`` is a tiny
+    tmpfs (``options``), filled up first when ``fill``."""
+    fill_command = f"dd if=/dev/zero of={base}/fill bs=4k 2>/dev/null || true; " if fill else ""
+    script = f"mount -t tmpfs -o {options} tmpfs {base} && {fill_command}exec \"$@\""
+    command = [sys.executable, "-m", "mediabroker", "serve", "--fake-devices", "--no-hardware"]
+    return subprocess.run(
+        [*UNSHARE, "sh", "-c", script, "sh", *command, "--run-dir", str(base / "run")],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("options", "fill", "said"),
+    [
+        ("size=64k", True, "cannot write"),  # no block for the pid file's contents
+        ("nr_inodes=3", False, "cannot create the daemon's sockets"),  # no inode for a socket
+    ],
+    ids=["no-space", "no-inodes"],
+)
+def test_a_full_run_dir_is_a_message_not_a_traceback(
+    tmp_path: Path, options: str, fill: bool, said: str
+) -> None:
+    """The run dir's file system is full (no space for the pid, or no inode
+    for a socket): the daemon exits with status 1 and one line saying what it
+    could not create and that the file system may be full."""
+    result = serve_on_full_tmpfs(tmp_path, options, fill)
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert said in result.stderr and "full" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -26,6 +26,7 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import zmq
 import zmq.asyncio
 
 from mediabroker.config import BrokerConfig
@@ -38,7 +39,7 @@ from mediabroker.daemon.quotas import SourceQuota
 from mediabroker.daemon.sessions import Session, SessionTable, reap_sessions
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediabroker.daemon.tracks import TrackTable
-from mediabroker.errors import ConfigError
+from mediabroker.errors import ConfigError, StartError
 from mediabroker.filemodes import secure_sockets
 from mediabroker.sources import SourceManager, sweep_stale_rings
 from mediastream.paths import DAEMON_SOCKETS
@@ -81,17 +82,28 @@ class Broker:
         every track, stop every capture process and unlink every ring."""
         sweep_stale_rings(self.config)  # the run dir is RunDir's: made, locked, swept
         raise_fd_limit(self.config.max_connections + FD_HEADROOM)
-        await self.control.start()
-        self.sources.bind()
-        secure_sockets(self.config)  # mode and group of the sockets just bound
-        workers = [asyncio.create_task(c) for c in self._loops()]
-        self.state = BrokerState.SERVING
-        log.info("serving %d device(s) on %s", len(self.devices.devices), self.config.run_dir)
-        self._notifier.ready()
-        try:
+        workers: list[asyncio.Task[None]] = []
+        try:  # a bind that fails still gets the shutdown: what was bound is closed
+            await self._bind()
+            workers = [asyncio.create_task(c) for c in self._loops()]
+            self.state = BrokerState.SERVING
+            log.info("serving %d device(s) on %s", len(self.devices.devices), self.config.run_dir)
+            self._notifier.ready()
             await stop.wait()
         finally:
             await self._shutdown(workers)
+
+    async def _bind(self) -> None:
+        """Bind the daemon's sockets. Raises `StartError` (a full run dir)."""
+        try:
+            await self.control.start()
+            self.sources.bind()
+        except (OSError, zmq.ZMQError) as exc:
+            raise StartError(
+                f"cannot create the daemon's sockets in {self.config.run_dir}: "
+                f"{exc.strerror or exc}; make room there (is its file system full?)"
+            ) from None
+        secure_sockets(self.config)  # mode and group of the sockets just bound
 
     def _loops(self) -> list[Coroutine[Any, Any, None]]:
         config = self.config

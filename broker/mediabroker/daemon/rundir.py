@@ -45,13 +45,22 @@ class RunDir:
         self._prepare()
         self._fd = self._lock()
         try:
-            os.ftruncate(self._fd, 0)
-            os.write(self._fd, f"{os.getpid()}\n".encode())
+            self._write_pid(self._fd)
             self._remove_stale_sockets()
         except BaseException:
             self._release()
             raise
         return self
+
+    def _write_pid(self, fd: int) -> None:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            raise StartError(
+                f"cannot write {self.pid_path}: {exc.strerror}; make room in {self.path} "
+                "(is its file system full?)"
+            ) from None
 
     def __exit__(
         self,
