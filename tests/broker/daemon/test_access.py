@@ -198,3 +198,46 @@ def test_the_group_gates_sockets_and_rings_and_members_read_frames(open_base: Pa
         assert_nothing_left(daemon)
     finally:
         daemon.close()
+
+
+def regroup(run_dir: Path, at_connect: str, at_hello: str) -> dict[str, object]:
+    command = [
+        sys.executable,
+        str(REPO / "tests" / "support" / "regroup_probe.py"),
+        str(run_dir),
+        at_connect,
+        at_hello,
+    ]
+    result = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    seen: dict[str, object] = json.loads(result.stdout)
+    return seen
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("at_connect", "at_hello", "outcome"),
+    [("audio", "", "ok"), ("", "audio", "NotAllowedError")],
+    ids=["dropped-after-connect", "gained-after-connect"],
+)
+def test_groups_are_judged_as_they_were_at_connect(
+    open_base: Path, at_connect: str, at_hello: str, outcome: str
+) -> None:
+    """allow_groups = ["audio"]. 1. A process of nobody connects holding
+    audio, drops it, then says hello: allowed. 2. One connects without audio,
+    gains it (CAP_SETGID kept for the test), then says hello: refused. The
+    kernel's record of the connection decides, not the process as it is at
+    hello (which a reused pid, or a process that changed, could fake)."""
+    rules = '[access]\nsocket_mode = 0o666\nallow_groups = ["audio"]\n'
+    daemon = Daemon(open_base / "run", config=rules)
+    try:
+        daemon.wait_ready()
+        seen = regroup(daemon.run_dir, at_connect, at_hello)
+        assert seen["before_hello"] == "InvalidStateError", seen
+        assert seen["hello"] == outcome, seen
+        audio = grp.getgrnam("audio").gr_gid
+        assert (audio in seen["groups_at_hello"]) == (at_hello == "audio"), seen  # type: ignore[operator]
+        assert daemon.terminate() == 0
+        assert_nothing_left(daemon)
+    finally:
+        daemon.close()
