@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import logging
 import threading
@@ -16,7 +17,7 @@ from typing import Any, Literal, ParamSpec, cast
 import zmq
 
 from .connection import BrokerConnection, process_name
-from .errors import ConstraintTypeError, InvalidStateError, ProtocolError
+from .errors import ConstraintTypeError, InvalidStateError, MediaStreamError, ProtocolError
 from .events import Event, EventHandler, EventTarget
 from .paths import resolve_run_dir
 from .stream import MediaStream
@@ -140,7 +141,7 @@ class MediaDevices(EventTarget):
                 f"constraints must be a dict, not {type(constraints).__name__}"
             )
         result = self._connection_request("getUserMedia", {"constraints": dict(constraints)})
-        return MediaStream([self._adopt_track(info) for info in result["tracks"]])
+        return MediaStream(self._adopt_tracks(result["tracks"]))
 
     def broker_stats(self) -> dict[str, Any]:
         """Not in the spec: what the daemon holds now (sessions with their pid
@@ -187,7 +188,7 @@ class MediaDevices(EventTarget):
         its tracks end (``inactive``) when the publisher's do. Raises
         `NotFoundError` when nothing is published under that name."""
         result = self._connection_request("attachStream", {"name": name})
-        stream = MediaStream([self._adopt_track(info) for info in result["tracks"]])
+        stream = MediaStream(self._adopt_tracks(result["tracks"]))
         attachment = str(result["attachment"])
         with self._tracks_lock:
             self._attached[attachment] = stream
@@ -236,6 +237,24 @@ class MediaDevices(EventTarget):
 
     def _connection_request(self, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._live_connection().request(op, args)
+
+    def _adopt_tracks(self, infos: list[TrackInfoDict]) -> list[MediaStreamTrack]:
+        """Tracks for all of ``infos``, or none: when one cannot be opened (its
+        ring cannot be mapped, say), the others are stopped and the daemon
+        told to release the rest, so that nothing is held that the caller
+        never got."""
+        adopted: list[MediaStreamTrack] = []
+        try:
+            for info in infos:
+                adopted.append(self._adopt_track(info))
+        except BaseException:
+            for track in adopted:
+                track.stop()
+            for info in infos[len(adopted) :]:
+                with contextlib.suppress(MediaStreamError):
+                    self._connection_request("stopTrack", {"trackId": info["id"]})
+            raise
+        return adopted
 
     def _adopt_track(self, info: TrackInfoDict) -> MediaStreamTrack:
         track = MediaStreamTrack(self, info)

@@ -48,6 +48,7 @@ file read-only; only the daemon unlinks.
 
 from __future__ import annotations
 
+import grp
 import mmap
 import os
 import re
@@ -59,7 +60,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .errors import NotReadableError
+from .errors import NotAllowedError, NotReadableError
 from .fences import fence
 from .frames import (
     NS_PER_S,
@@ -163,6 +164,18 @@ class AudioFormat:
 
 
 RingFormat = VideoFormat | AudioFormat
+
+
+def _no_permission_message(path: Path) -> str:
+    try:
+        gid = path.stat().st_gid
+        group = grp.getgrgid(gid).gr_name
+    except (OSError, KeyError):
+        group = "the daemon's"
+    return (
+        f"no permission to map {path}: ask the administrator to add you to the group "
+        f"{group} (the daemon's access.group setting)"
+    )
 
 
 def check_segment_name(name: str) -> str:
@@ -279,6 +292,8 @@ class Ring:
             fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
         except FileNotFoundError as exc:
             raise NotReadableError(f"ring {name!r} does not exist in {shm_dir}") from exc
+        except PermissionError as exc:
+            raise NotAllowedError(_no_permission_message(path)) from exc
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:

@@ -60,7 +60,7 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
 def connections(run_dir: str, count: str) -> None:
     """Open ``count`` plain connections that never say a word; report how many
     the daemon closed at once (past its caps) and how many it kept."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     path = str(Path(run_dir) / CONTROL)
     held: list[socket.socket] = []
@@ -207,6 +207,48 @@ def huge(run_dir: str) -> None:
     os._exit(0)  # libzmq may assert at context end after a refused peer; not our test
 
 
+def stats(run_dir: str, width: str, height: str) -> None:
+    """One getUserMedia at ``width`` x ``height``, then what ``broker_stats``
+    shows this user: emits the stats and its own track's id; holds until
+    released."""
+    with MediaDevices(run_dir, name="peeker") as devices:
+        track = devices.getUserMedia({"video": {"width": int(width), "height": int(height)}})
+        emit(track=track.getVideoTracks()[0].id, stats=devices.broker_stats())
+        wait_for_stdin()
+
+
+def sizes_paced(run_dir: str, count: str, at_once: str) -> None:
+    """`sizes`, but with at most ``at_once`` of the ``count`` calls in flight:
+    past the daemon's per-connection limit (8) the connection is read no
+    further, heartbeats included, until one of them finishes."""
+    outcomes: Counter[str] = Counter()
+    messages: list[str] = []
+    lock = threading.Lock()
+    slots = threading.Semaphore(int(at_once))
+    with MediaDevices(run_dir, name="sizes") as devices:
+
+        def ask(index: int) -> None:
+            width = 64 + 8 * index
+            with slots:
+                try:
+                    devices.getUserMedia({"video": {"width": width, "height": width // 2}})
+                    result = "ok"
+                except MediaStreamError as exc:
+                    result = exc.name
+                    with lock:
+                        messages.append(str(exc))
+            with lock:
+                outcomes[result] += 1
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(int(count))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        emit(outcomes=dict(outcomes), message=messages[0] if messages else "")
+        wait_for_stdin()
+
+
 MODES: dict[str, Any] = {
     "connections": connections,
     "silent": silent,
@@ -214,6 +256,8 @@ MODES: dict[str, Any] = {
     "sizes": sizes,
     "claim-ids": claim_ids,
     "huge": huge,
+    "stats": stats,
+    "sizes-paced": sizes_paced,
 }
 
 if __name__ == "__main__":

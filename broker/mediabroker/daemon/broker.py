@@ -72,7 +72,7 @@ class Broker:
         self.sources = SourceManager(config, self.tracks, self._ctx)
         self.devices = DeviceWatch(config, self.sources, self.sessions, self.control.send_notice)
         self.heartbeat = Heartbeat(self.control.broadcast, self._notifier, self._status_line)
-        quota = SourceQuota(config, self.tracks)
+        quota = SourceQuota(config, self.tracks, self.sources)
         media = MediaOps(self.devices, self.sources, self.tracks, self.sessions, quota)
         admin = AdminOps(config, self.control, self.devices, self.sources, self.sessions)
         self.control.route({**media.table(), **StreamOps(self.tracks).table(), **admin.table()})

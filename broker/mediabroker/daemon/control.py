@@ -3,10 +3,12 @@
 Design note. Clients' DEALERs connect to `ZmtpServer` (zmtp.py), which
 decides who may connect; each connection that says ``hello`` gets a session.
 Each request runs as a task of its own so that a slow device start never
-stalls other clients; a connection has at most `MAX_IN_FLIGHT` requests
-running, beyond which we stop reading from it (its own backlog, nobody
-else's). Nothing a client sends can raise out of the loop: undecodable or
-invalid messages are counted and answered with an error. This is the one
+stalls other clients. A connection has at most `MAX_IN_FLIGHT` requests
+running and `MAX_QUEUED` waiting their turn; past that we stop reading from
+it (its own backlog, nobody else's). Heartbeats are handled as they are
+read, so a client waiting on slow device starts is not taken for dead.
+Nothing a client sends can raise out of the loop: undecodable or invalid
+messages are counted and answered with an error. This is the one
 place where exceptions become replies: a `MediaStreamError` is the client's
 answer (the spec's TypeError travels as `ConstraintTypeError`), anything
 else is a bug of ours, logged with its traceback and answered as an
@@ -45,6 +47,7 @@ from mediastream.paths import CONTROL
 
 __all__ = [
     "MAX_IN_FLIGHT",
+    "MAX_QUEUED",
     "SHUTDOWN_LINGER_S",
     "TRANSPORT_MAX_BYTES",
     "ControlServer",
@@ -59,6 +62,7 @@ TRANSPORT_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES
 SHUTDOWN_LINGER_S = 1.0  # at shutdown: the last notices (every track's "ended") get out
 MAX_NAME_CHARS = 100
 MAX_IN_FLIGHT = 8  # requests of one connection running at once
+MAX_QUEUED = 64  # requests of one connection read and not finished; then it is not read
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
 SessionEnder = Callable[[Session, str], None]
@@ -77,7 +81,7 @@ class ControlServer:
         self._end_session = end_session
         self._handlers: dict[str, Handler] = {"bye": self._bye}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots: dict[bytes, asyncio.Semaphore] = {}
+        self._pipelines: dict[bytes, _Pipeline] = {}
         limits = ConnectionLimits(
             config.max_connections, config.connections_per_user, TRANSPORT_MAX_BYTES
         )
@@ -135,15 +139,15 @@ class ControlServer:
         if request.op == "heartbeat":
             _record_heartbeat(session, request.args)
             return
-        slots = self._slots.setdefault(connection.id, asyncio.Semaphore(MAX_IN_FLIGHT))
-        await slots.acquire()  # a full connection waits here, and is read no further
-        task = asyncio.create_task(self._answer(connection, session, request))
+        pipeline = self._pipelines.setdefault(connection.id, _Pipeline())
+        await pipeline.queued.acquire()  # a full connection waits here, and is read no further
+        task = asyncio.create_task(self._answer_in_turn(pipeline, connection, session, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: slots.release())
+        task.add_done_callback(lambda _: pipeline.queued.release())
 
     def _closed(self, connection: Connection) -> None:
-        self._slots.pop(connection.id, None)
+        self._pipelines.pop(connection.id, None)
         session = self._sessions.get(connection.id)
         if session is not None:
             self._end_session(session, "its connection closed")
@@ -163,6 +167,16 @@ class ControlServer:
             "administrator to raise it"
         )
         return wire.encode_notice("session", "refused", reason=reason)
+
+    async def _answer_in_turn(
+        self,
+        pipeline: _Pipeline,
+        connection: Connection,
+        session: Session | None,
+        request: wire.Request,
+    ) -> None:
+        async with pipeline.running:
+            await self._answer(connection, session, request)
 
     async def _answer(
         self, connection: Connection, session: Session | None, request: wire.Request
@@ -210,7 +224,8 @@ class ControlServer:
         held, limit = len(self._sessions.of_uid(peer.uid)), self.config.sessions_per_user
         if held < limit:
             return
-        log_refusal(peer, "a session", f"uid holds {held} sessions, the limit")
+        key = KEY_OF_FIELD["sessions_per_user"]
+        log_refusal(peer, "a session", f"it holds {held} sessions, the limit ({key})")
         raise NotReadableError(
             f"user {describe_uid(peer.uid)} has {held} sessions open, the limit "
             f"({KEY_OF_FIELD['sessions_per_user']} in {self.config.config_path or 'the defaults'}"
@@ -220,6 +235,14 @@ class ControlServer:
     async def _bye(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         self._end_session(session, "bye")
         return {}
+
+
+class _Pipeline:
+    """One connection's requests: how many may run, how many may wait."""
+
+    def __init__(self) -> None:
+        self.running = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.queued = asyncio.Semaphore(MAX_QUEUED)
 
 
 def _record_heartbeat(session: Session | None, args: dict[str, Any]) -> None:

@@ -107,7 +107,9 @@ class MediaOps:
         device = track.source.device
         constraint_set = parse_track_constraints(track.kind, args["constraints"])
         settings, _ = select_for_device(device, constraint_set, self._running_for(track))
-        lease, settings = await self._lease_for(session, track.id, device, settings, constraint_set)
+        lease, settings = await self._lease_for(
+            session, track.id, device, settings, constraint_set, moving=track
+        )
         if not self._tracks.is_live(track):  # stopped or ended while we waited
             lease.release()
             return {}
@@ -136,14 +138,17 @@ class MediaOps:
         device: Device,
         settings: dict[str, Any],
         constraints: dict[str, Any],
+        moving: TrackRecord | None = None,
     ) -> tuple[Lease, dict[str, Any]]:
         """A lease for the track on the source that delivers ``settings``, and
-        the settings with the resizeMode it gives. Raises `OverconstrainedError`,
+        the settings with the resizeMode it gives. ``moving`` is the track
+        when it leaves its source for this one. Raises `OverconstrainedError`,
         `NotReadableError` (also for a user out of sources or shared memory)."""
         fmt, frame_rate = ring_format(device, settings)
         size = ring_bytes(fmt, ring_slots(self._quota.config, fmt))
-        with self._quota.reserve(session, (device.device_id, fmt, frame_rate), size):
-            lease = await self._sources.acquire(device, fmt, frame_rate, holder_name(track_id))
+        holder, uid = holder_name(track_id), session.peer.uid
+        with self._quota.reserve(session, (device.device_id, fmt, frame_rate), size, moving):
+            lease = await self._sources.acquire(device, fmt, frame_rate, holder, uid)
         try:
             return lease, settle_settings(settings, constraints, lease.source)
         except OverconstrainedError:

@@ -1,43 +1,58 @@
 """What one user's tracks may make the daemon run: distinct sources (each a
 capture process) and the shared memory of their rings.
 
-Design note. A request that needs a source its user's tracks do not hold
-yet is checked before anything starts, against what that user holds plus
-what its requests in flight have reserved, so pipelined requests cannot get
-past a limit. A source counts for every user whose tracks hold it: the
-limit is what a user may pin, and a camera another user already runs costs
-this one a track, not a source. Track counts are `TrackTable`'s.
+Design note. What a user is charged for, its *charge*:
+
+- every source its tracks hold (a camera another user already runs costs
+  it a track, not a source: the limit is what a user may pin);
+- every source this user's request opened that nobody holds now: it runs
+  until its idle grace ends, and asking for sizes and stopping them at once
+  must not start more capture processes than the limit;
+- the parent of any of those when this user's request opened it (a derived
+  size pins the native mode it reads).
+
+A request that needs a source its user is not charged for yet is checked
+before anything starts, against that charge plus what the user's requests
+in flight reserved (one reservation per distinct source, so two requests
+for the same new size count once). Track counts are `TrackTable`'s.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediabroker.config_values import MIB
 from mediabroker.daemon.access import describe_uid, log_refusal
 from mediabroker.daemon.sessions import Session
-from mediabroker.daemon.tracks import TrackTable
+from mediabroker.daemon.tracks import TrackRecord, TrackTable
 from mediabroker.sources import Source
+from mediabroker.sources.source import SourceKey
 from mediastream.errors import NotReadableError
 
 __all__ = ["SourceQuota"]
 
 
 class SourceQuota:
-    """``limits.sources_per_user`` and ``limits.shm_per_user_mib``."""
+    """``limits.sources_per_user`` and ``limits.shm_per_user_mib``, over the
+    sources of ``sources`` (the `SourceManager`)."""
 
-    def __init__(self, config: BrokerConfig, tracks: TrackTable) -> None:
+    def __init__(self, config: BrokerConfig, tracks: TrackTable, sources: Iterable[Source]) -> None:
         self.config = config
         self._tracks = tracks
-        self._pending_sources = Counter[int]()
-        self._pending_bytes = Counter[int]()
+        self._sources = sources
+        self._pending: defaultdict[int, dict[SourceKey, int]] = defaultdict(dict)
 
-    def held(self, uid: int) -> set[Source]:
-        return {track.source for track in self._tracks.of_uid(uid)}
+    def charged(self, uid: int, moving: TrackRecord | None = None) -> set[Source]:
+        """The sources ``uid`` is charged for; without ``moving``'s hold when
+        that track is about to leave its source (applyConstraints)."""
+        held = {t.source for t in self._tracks.of_uid(uid) if t is not moving}
+        idle = {s for s in self._sources if s.opener == uid and not s.leases}
+        own = held | idle
+        return own | {s.parent for s in own if s.parent is not None and s.parent.opener == uid}
 
     def shm_limit_bytes(self) -> int:
         """The configured share, else half the budget, else half of /dev/shm
@@ -51,51 +66,57 @@ class SourceQuota:
         return fs.f_blocks * fs.f_frsize // 2
 
     @contextmanager
-    def reserve(self, session: Session, key: object, ring_bytes: int) -> Iterator[None]:
-        """Hold room for a source with plan key ``key`` and a ring of
-        ``ring_bytes`` while it is acquired; raise `NotReadableError` naming
-        the limit when the user has no room. Free when the user already
-        holds that source."""
+    def reserve(
+        self,
+        session: Session,
+        key: SourceKey,
+        ring_bytes: int,
+        moving: TrackRecord | None = None,
+    ) -> Iterator[None]:
+        """Hold room for the source ``key`` (a ring of ``ring_bytes``) while it
+        is acquired; raise `NotReadableError` naming the limit when the user
+        has no room. Free when the user is charged for that source already,
+        or a request of its own in flight reserved it."""
         uid = session.peer.uid
-        held = self.held(uid)
-        if any(source.plan.key == key for source in held):
+        pending = self._pending[uid]
+        charged = self.charged(uid, moving)
+        if key in pending or any(s.plan.key == key for s in charged):
             yield
             return
-        self._check(session, len(held), sum(s.ring_bytes for s in held), ring_bytes)
-        self._pending_sources[uid] += 1
-        self._pending_bytes[uid] += ring_bytes
+        count = len(charged) + len(pending)
+        used = sum(s.ring_bytes for s in charged) + sum(pending.values())
+        self._check(session, count, used, ring_bytes)
+        pending[key] = ring_bytes
         try:
             yield
         finally:
-            self._pending_sources[uid] -= 1
-            self._pending_bytes[uid] -= ring_bytes
-            if not self._pending_sources[uid]:
-                del self._pending_sources[uid], self._pending_bytes[uid]
+            del pending[key]
+            if not pending:
+                del self._pending[uid]
 
     def _check(self, session: Session, sources: int, used: int, needed: int) -> None:
-        uid = session.peer.uid
-        sources += self._pending_sources[uid]
-        used += self._pending_bytes[uid]
         where = self.config.config_path or "the defaults"
-        user = describe_uid(uid)
-        if sources >= self.config.sources_per_user:
-            log_refusal(session.peer, "a source", f"the uid holds {sources} sources, the limit")
+        user = describe_uid(session.peer.uid)
+        limit = self.config.sources_per_user
+        if sources >= limit:
+            key = KEY_OF_FIELD["sources_per_user"]
+            log_refusal(session.peer, "a source", f"it has {sources} sources, the limit ({key})")
             raise NotReadableError(
-                f"user {user} holds {sources} distinct sources (sizes, rates or formats), "
-                f"the limit ({KEY_OF_FIELD['sources_per_user']} = "
-                f"{self.config.sources_per_user} in {where}): ask for a size its tracks "
-                "already read, stop some, or ask the administrator to raise it"
+                f"user {user} has {sources} distinct sources running (sizes, rates or formats), "
+                f"the limit ({key} = {limit} in {where}): ask for a size its tracks already "
+                "read, stop some, or ask the administrator to raise it"
             )
-        limit = self.shm_limit_bytes()
+        share = self.shm_limit_bytes()
         # With the default share a user's first ring always passes (the
         # budget and /dev/shm's own room still apply): one large stream on a
         # small /dev/shm is no abuse, and its error says what is short.
         first = sources == 0 and self.config.shm_per_user_bytes is None
-        if not first and used + needed > limit:
-            log_refusal(session.peer, "a ring", f"the uid's rings would pass {limit} bytes")
+        if not first and used + needed > share:
+            key = KEY_OF_FIELD["shm_per_user_bytes"]
+            log_refusal(session.peer, "a ring", f"its rings would pass its share ({key})")
             raise NotReadableError(
                 f"a new ring of {needed / MIB:.1f} MiB would take user {user}'s rings to "
                 f"{(used + needed) / MIB:.1f} MiB, over its share of shared memory "
-                f"({KEY_OF_FIELD['shm_per_user_bytes']} = {limit / MIB:.1f} in {where}): ask "
-                "for smaller frames, stop other streams, or ask the administrator to raise it"
+                f"({key} = {share / MIB:.1f} in {where}): ask for smaller frames, stop "
+                "other streams, or ask the administrator to raise it"
             )

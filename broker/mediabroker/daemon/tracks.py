@@ -144,10 +144,11 @@ class TrackTable:
             )
         held, limit = len(self.of_uid(session.peer.uid)), self._config.tracks_per_user
         if held + wanted > limit:
-            log_refusal(session.peer, "a track", f"the uid holds {held} tracks, the limit")
+            key = KEY_OF_FIELD["tracks_per_user"]
+            log_refusal(session.peer, "a track", f"it holds {held} tracks, the limit ({key})")
             raise NotReadableError(
                 f"user {describe_uid(session.peer.uid)} holds {held} tracks, the limit "
-                f"({KEY_OF_FIELD['tracks_per_user']} = {limit} in "
+                f"({key} = {limit} in "
                 f"{self._config.config_path or 'the defaults'}): stop tracks it no longer "
                 "reads, or ask the administrator to raise it"
             )

@@ -102,17 +102,23 @@ class SourceManager:
         return None
 
     async def acquire(
-        self, device: Device, fmt: RingFormat, frame_rate: float, holder: str
+        self,
+        device: Device,
+        fmt: RingFormat,
+        frame_rate: float,
+        holder: str,
+        opener: int | None = None,
     ) -> Lease:
         """A lease for ``holder`` on a live source for ``device`` in this mode,
-        shared when one is open.
+        shared when one is open. Sources it opens record ``opener`` (the
+        uid that asked: quotas charge it for them while nobody holds them).
 
         The device runs in one mode (its native source); any other size, rate
         or pixel format is a derived source reading the native one. Raises
         `NotReadableError`.
         """
         async with self._device_locks.setdefault(device.device_id, asyncio.Lock()):
-            lease = await self._acquire_mode(device, fmt, frame_rate, holder)
+            lease = await self._acquire_mode(device, fmt, frame_rate, holder, opener)
         try:
             await asyncio.wait_for(
                 asyncio.shield(lease.source.started), self._config.source_start_timeout_s
@@ -127,24 +133,26 @@ class SourceManager:
         return lease
 
     async def _acquire_mode(
-        self, device: Device, fmt: RingFormat, frame_rate: float, holder: str
+        self, device: Device, fmt: RingFormat, frame_rate: float, holder: str, opener: int | None
     ) -> Lease:
         """A lease on the source for this mode; one acquire per device at a
         time, so two requests never re-open the same camera at once."""
         native = self.native_of(device)
         if native is not None and not _derivable(native, fmt, frame_rate):
-            native = await self._reconfigure(native, fmt, frame_rate)
-        native = native or self._open_native(device, fmt, frame_rate)
+            native = await self._reconfigure(native, fmt, frame_rate, opener)
+        native = native or self._open_native(device, fmt, frame_rate, opener)
         source: Source | None = native
         if (native.format, native.frame_rate) != (fmt, frame_rate):
             source = self._sources.get((device.device_id, fmt, frame_rate))
             if source is None or source.state.finished:
                 plan = SourcePlan(device, fmt, frame_rate, _derived_backend(native), native)
-                source = self._open(plan)
+                source = self._open(plan, opener)
         assert source is not None
         return self.lease(source, holder)
 
-    async def _reconfigure(self, old: Source, fmt: RingFormat, frame_rate: float) -> Source | None:
+    async def _reconfigure(
+        self, old: Source, fmt: RingFormat, frame_rate: float, opener: int | None
+    ) -> Source | None:
         """Re-open a camera in a mode that covers both what it runs and a larger
         request. The old source keeps its ring and its tracks: it becomes a
         derived source of the new one (its tracks see mute, then unmute).
@@ -169,7 +177,7 @@ class SourceManager:
         )
         await old.suspend()  # frees the camera: only one process may hold it
         native = self._open(
-            SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend)
+            SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend), opener
         )
         parent_lease = self.lease(native, f"source:{old.id}")  # old derives from it now
         try:
@@ -191,13 +199,15 @@ class SourceManager:
         if timer is not None:
             timer.cancel()
 
-    def _open_native(self, device: Device, fmt: RingFormat, frame_rate: float) -> Source:
+    def _open_native(
+        self, device: Device, fmt: RingFormat, frame_rate: float, opener: int | None
+    ) -> Source:
         if isinstance(fmt, VideoFormat):
             width, height, frame_rate = device.native_mode_for(fmt.width, fmt.height, frame_rate)
             fmt = VideoFormat(width, height)  # cameras deliver bgr24; others are derived
-        return self._open(SourcePlan(device, fmt, frame_rate, device.backend))
+        return self._open(SourcePlan(device, fmt, frame_rate, device.backend), opener)
 
-    def _open(self, plan: SourcePlan) -> Source:
+    def _open(self, plan: SourcePlan, opener: int | None = None) -> Source:
         """Start a source for ``plan``. Its ring's name ends in a random tag:
         another user cannot create the segment first to make the start fail,
         and if a name is taken anyway another is tried."""
@@ -218,6 +228,7 @@ class SourceManager:
                     raise
                 log.warning("%s exists and is not ours: trying another name", source.ring_name)
                 continue
+            source.opener = opener
             self._sources[plan.key] = source
             self._by_id[source_id] = source
             return source

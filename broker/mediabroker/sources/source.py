@@ -118,6 +118,7 @@ class Source:
         self.state = SourceState.STARTING
         self.leases: set[Lease] = set()
         self.parent_lease: Lease | None = None  # a derived source's hold on its parent
+        self.opener: int | None = None  # the uid whose request opened it (quotas)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.counters: dict[str, float] = {}  # the backend's, as last reported
         self._config = config

@@ -134,7 +134,8 @@ def test_a_user_outside_the_rules_is_refused_and_cannot_map_a_ring(open_base: Pa
     """1. A daemon whose sockets any local user may open (0666) but whose rule
        allows only root; root holds a camera track.
     2. nobody connects: NotAllowedError naming the rule and the file.
-    3. nobody cannot map the camera's ring: 0640, group root.
+    3. nobody cannot map the camera's ring (0640, group root): NotAllowedError
+       naming the group to join.
     4. The daemon logs the refusal and serves on; nothing is left behind."""
     rules = '[access]\ngroup = "root"\nsocket_mode = 0o666\nallow_users = ["root"]\n'
     daemon = Daemon(open_base / "run", config=rules)
@@ -150,7 +151,8 @@ def test_a_user_outside_the_rules_is_refused_and_cannot_map_a_ring(open_base: Pa
             message = str(seen["message"])
             assert "access.allow_users = [root]" in message
             assert str(daemon.config_path) in message and "65534 (nobody)" in message
-            assert seen["ring"] == "PermissionError", seen
+            assert seen["ring"] == "NotAllowedError", seen  # the kernel's EACCES, said plainly
+            assert "the group root (the daemon's access.group" in str(seen["ring_message"])
             assert "refused access for pid" in daemon.log()
             assert len(devices.enumerateDevices()) == 2
         assert daemon.terminate() == 0
@@ -193,7 +195,9 @@ def test_the_group_gates_sockets_and_rings_and_members_read_frames(open_base: Pa
             # The run dir (0750) keeps it from the sockets: the kernel refuses,
             # and the client says so as the spec's NotAllowedError.
             assert outsider["connect"] == "NotAllowedError", outsider
-            assert outsider["ring"] == "PermissionError", outsider
+            assert "the group audio (the daemon's access.group" in str(outsider["message"])
+            assert outsider["ring"] == "NotAllowedError", outsider
+            assert "the group audio" in str(outsider["ring_message"]), outsider
         assert daemon.terminate() == 0
         assert_nothing_left(daemon)
     finally:
