@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 
 from mediastream import MediaDevices
 from support import ClientProcess, Daemon, segments, wait_until
 
 
 def test_daemon_knows_each_client_by_its_real_pid_uid_and_gid(daemon: Daemon) -> None:
-    """Must-hold 3: the credentials come from the ipc Peer-Address, not the client."""
+    """Must-hold 3: the credentials are the kernel's (SO_PEERCRED at connect),
+    not the client's word."""
     holder = ClientProcess("hold", daemon.run_dir)
     try:
         holder.next()
@@ -29,10 +31,12 @@ def test_killed_client_is_released_within_two_seconds(daemon: Daemon) -> None:
 
     1. A client process holds a camera and a microphone track.
     2. It is killed with SIGKILL (no bye, no stop).
-    3. Within 2 s its session is gone; after the grace period its sources
-       close and their rings are unlinked.
+    3. Within 2 s its session is gone (its connection closed with it), and
+       the log line says how many tracks it still held; after the grace
+       period its sources close and their rings are unlinked.
     """
     holder = ClientProcess("hold", daemon.run_dir)
+    pid = holder.process.pid
     try:
         holder.next()
         assert len(segments(daemon.prefix)) == 2
@@ -48,6 +52,8 @@ def test_killed_client_is_released_within_two_seconds(daemon: Daemon) -> None:
                 "the killed client's session to end",
                 lambda: devices.broker_stats()["sessions"],
             )
+        closed = rf"session closed \(its connection closed\): <Session 'holder' pid={pid} uid=\d+"
+        assert re.search(closed + r" tracks=2>", daemon.log()), daemon.log()[-2000:]
         wait_until(
             lambda: not segments(daemon.prefix),
             10,
