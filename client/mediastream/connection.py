@@ -20,6 +20,7 @@ closes the connection; either way, the next request says ``hello`` again.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import itertools
 import logging
@@ -54,6 +55,7 @@ REQUEST_TIMEOUT_S = 15.0  # a device start may take the daemon up to 10 s
 HELLO_TIMEOUT_S = 5.0  # the first: the daemon may be busy starting
 HELLO_AGAIN_TIMEOUT_S = 2.0  # after a lost session: a dead daemon fails that fast
 DAEMON_SILENCE_HEARTBEATS = 3  # missed daemon heartbeats before it counts as gone
+BYE_TIMEOUT_S = 1.0
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 
@@ -175,6 +177,16 @@ class BrokerConnection:
             raise error_from_wire(reply.error_name, reply.error_message, reply.error_constraint)
         return reply.result
 
+    def say_bye(self) -> None:
+        """End the session, if there is one (none after it was lost: saying
+        hello only to say bye would be a session for nothing)."""
+        if self._needs_hello or self._silent:
+            return
+        try:
+            self._roundtrip("bye", None, BYE_TIMEOUT_S)
+        except Exception as exc:  # the daemon may be gone; it ends the session anyway
+            log.debug("bye: %s", exc)
+
     def _post(self, command: bytes, body: bytes) -> None:
         with self._inbox_lock:
             if self._closed:
@@ -217,15 +229,21 @@ class BrokerConnection:
             io.close()
 
     def _io_loop(self, io: _IoLoop) -> None:
-        last_daemon_beat = next_beat = time.monotonic()
+        last_daemon_beat = next_beat = woke = time.monotonic()
         while True:
             for socket in io.poll(max(0.0, next_beat - time.monotonic())):
                 if socket is io.inbox and not io.handle_command():
                     return
-                if socket is io.dealer and self._deliver(io.dealer.recv()):
+                if socket is io.dealer and any([self._deliver(m) for m in io.receive_all()]):
                     last_daemon_beat = time.monotonic()
                     self._silent = ""
-            now = time.monotonic()
+            now, slept = time.monotonic(), time.monotonic() - woke
+            woke = now
+            if slept > 2 * self.heartbeat_s:
+                # This process was paused (SIGSTOP, a debugger, a long GC):
+                # the silence was ours, not the daemon's. Give it a fresh
+                # window; if it ended the session meanwhile, it says so.
+                last_daemon_beat = now
             if now >= next_beat:
                 delivered, discarded = self._counts()
                 beat = {"delivered": delivered, "discarded": discarded}
@@ -321,6 +339,14 @@ class _IoLoop:
         self.dealer.close(linger=0)
         self.dealer = self._connect()
         self._poller.register(self.dealer, zmq.POLLIN)
+
+    def receive_all(self) -> list[bytes]:
+        """Every message waiting on the DEALER (at least one when readable)."""
+        messages = []
+        with contextlib.suppress(zmq.Again):
+            while True:
+                messages.append(self.dealer.recv(zmq.NOBLOCK))
+        return messages
 
     def poll(self, timeout_s: float) -> list[Any]:
         return [socket for socket, _ in self._poller.poll(round(timeout_s * 1000))]

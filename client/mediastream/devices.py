@@ -206,10 +206,7 @@ class MediaDevices(EventTarget):
         for track in tracks:
             track._mark_ended(stopped=True)
             track._close_reader()
-        try:
-            connection.request("bye", timeout=1.0)
-        except Exception as exc:  # the daemon may be gone; it reaps us anyway
-            log.debug("bye: %s", exc)
+        connection.say_bye()
         connection.close()
 
     def __enter__(self) -> MediaDevices:

@@ -217,38 +217,6 @@ def stats(run_dir: str, width: str, height: str) -> None:
         wait_for_stdin()
 
 
-def sizes_paced(run_dir: str, count: str, at_once: str) -> None:
-    """`sizes`, but with at most ``at_once`` of the ``count`` calls in flight:
-    past the daemon's per-connection limit (8) the connection is read no
-    further, heartbeats included, until one of them finishes."""
-    outcomes: Counter[str] = Counter()
-    messages: list[str] = []
-    lock = threading.Lock()
-    slots = threading.Semaphore(int(at_once))
-    with MediaDevices(run_dir, name="sizes") as devices:
-
-        def ask(index: int) -> None:
-            width = 64 + 8 * index
-            with slots:
-                try:
-                    devices.getUserMedia({"video": {"width": width, "height": width // 2}})
-                    result = "ok"
-                except MediaStreamError as exc:
-                    result = exc.name
-                    with lock:
-                        messages.append(str(exc))
-            with lock:
-                outcomes[result] += 1
-
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(int(count))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        emit(outcomes=dict(outcomes), message=messages[0] if messages else "")
-        wait_for_stdin()
-
-
 MODES: dict[str, Any] = {
     "connections": connections,
     "silent": silent,
@@ -257,7 +225,6 @@ MODES: dict[str, Any] = {
     "claim-ids": claim_ids,
     "huge": huge,
     "stats": stats,
-    "sizes-paced": sizes_paced,
 }
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import msgpack
 import zmq
 
 from mediabroker.capture.fake import verify_pattern
-from mediastream import MediaDevices, VideoFrame, wire
+from mediastream import MediaDevices, MediaStreamError, MediaStreamTrack, VideoFrame, wire
 from mediastream.paths import control_endpoint
 
 
@@ -197,6 +197,61 @@ def publish(run_dir: str, name: str) -> None:
     threading.Event().wait()
 
 
+WATCH_VIDEO = {"width": 160, "height": 120}  # small: these tests are about lifetimes
+AGAIN_PATIENCE_S = 5.0  # how long `watch` retries a getUserMedia refused while the daemon is silent
+
+
+def watch(run_dir: str, kinds: str) -> None:
+    """Take one track of each of ``kinds`` ("video", "audio" or "video,audio")
+    and report each one's ``ended`` with its reason, as it happens. Then, for
+    each line on stdin, call getUserMedia for a camera again (retrying, for
+    up to `AGAIN_PATIENCE_S`, only while the client itself counts the daemon
+    silent) and report what came of it; at EOF, close and exit."""
+    lock = threading.Lock()
+
+    def report(**fields: object) -> None:
+        with lock:
+            emit(**fields)
+
+    def on_ended(track: MediaStreamTrack) -> None:
+        try:
+            track.read(timeout=0)
+            reason = "(read worked)"
+        except MediaStreamError as exc:  # an ended track's read names why it ended
+            reason = str(exc)
+        report(event="ended", kind=track.kind, track=track.id, reason=reason)
+
+    devices = MediaDevices(run_dir, name="watcher")
+    constraints = {k: (WATCH_VIDEO if k == "video" else True) for k in kinds.split(",")}
+    tracks = devices.getUserMedia(constraints).getTracks()
+    for track in tracks:
+        track.addEventListener("ended", lambda _event, t=track: on_ended(t))
+    for track in tracks:
+        track.read(timeout=5.0)
+    report(event="ready", pid=os.getpid(), tracks={t.kind: t.id for t in tracks})
+    for _line in sys.stdin:
+        report(event="again", **_gum_again(devices))
+    devices.close()
+
+
+def _gum_again(devices: MediaDevices) -> dict[str, object]:
+    """One more camera track, read once: what came of it (and of each refusal
+    while the daemon was silent)."""
+    refusals: list[str] = []
+    started = time.monotonic()
+    while True:
+        try:
+            track = devices.getUserMedia({"video": WATCH_VIDEO}).getVideoTracks()[0]
+            frame = track.read(timeout=5.0)
+            return {"ok": True, "track": track.id, "seq": frame.seq, "refusals": refusals}
+        except MediaStreamError as exc:
+            silent = str(exc).startswith("the daemon is not answering")
+            if not silent or time.monotonic() - started > AGAIN_PATIENCE_S:
+                return {"ok": False, "error": exc.name, "message": str(exc), "refusals": refusals}
+            refusals.append(str(exc))
+            time.sleep(0.05)  # the client's own state changes at the daemon's next heartbeat
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     modes = {
@@ -206,5 +261,6 @@ if __name__ == "__main__":
         "ask": ask,
         "slow": read_slowly,
         "flood": flood,
+        "watch": watch,
     }
     modes[mode](*args)
