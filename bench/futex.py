@@ -1,15 +1,14 @@
 """A second floor: a futex wake through shared memory, no socket at all.
 
-Not something mediabroker does today: it measures what a frame notification
-could cost if the ring's own header word were the thing readers wait on
-(FUTEX_WAIT on a shared mapping; the writer's one FUTEX_WAKE wakes them all,
-however many). The segment holds a 32-bit futex word that counts ticks and
-a seqlock-guarded (seq, sent ns) pair.
+What the ring's doorbell costs with nothing else around it (mediabroker's
+readers wait on their ring's newest word the same way, `mediastream.futex`):
+FUTEX_WAIT on a shared mapping, and the writer's one FUTEX_WAKE wakes them
+all, however many. The segment holds a 32-bit futex word that counts ticks
+and a seqlock-guarded (seq, sent ns) pair.
 """
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 import platform
@@ -18,35 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from mediastream import futex
 from mediastream.ring import SHM_DIR
 
 __all__ = ["FutexReceiver", "FutexSegment", "futex_available"]
 
-_SYS_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
-WAKE_ALL = 0x7FFFFFFF
 SEGMENT_BYTES = 64
 # uint64 words: [0] futex word (low 32 bits), [1] begin seq, [2] sent ns, [3] end seq
 WORD, BEGIN, SENT_NS, END = range(4)
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
 
 def futex_available() -> bool:
-    return _SYS_FUTEX is not None
-
-
-def _futex(address: int, op: int, value: int, timeout: _Timespec | None = None) -> int:
-    assert _SYS_FUTEX is not None, f"no futex syscall number for {platform.machine()}"
-    pointer = ctypes.byref(timeout) if timeout is not None else None
-    result: int = _libc.syscall(
-        _SYS_FUTEX, ctypes.c_void_p(address), op, ctypes.c_uint32(value), pointer, None, 0
-    )
-    return result
+    return platform.machine() in ("x86_64", "aarch64")
 
 
 class FutexSegment:
@@ -73,7 +55,7 @@ class FutexSegment:
         words[SENT_NS] = sent_ns
         words[END] = seq
         self.futex_word[0] = seq & 0xFFFFFFFF
-        _futex(self.address, FUTEX_WAKE, WAKE_ALL)
+        futex.wake_all(self.address)
 
     def close(self) -> None:
         del self.words, self.futex_word
@@ -90,7 +72,6 @@ class FutexReceiver:
     def __init__(self, name: str, timeout_s: float) -> None:
         self._segment = FutexSegment(name)
         self._seen = int(self._segment.futex_word[0])
-        self._timeout = _Timespec(int(timeout_s), int(timeout_s % 1 * 1e9))
         self._deadline_s = timeout_s
 
     def receive(self) -> tuple[int, int, bool]:
@@ -99,7 +80,7 @@ class FutexReceiver:
         while (current := int(segment.futex_word[0])) == self._seen:
             if time.monotonic() > give_up:
                 raise TimeoutError("no futex wake within the timeout")
-            _futex(segment.address, FUTEX_WAIT, current, self._timeout)
+            futex.wait(segment.address, current, self._deadline_s)
         self._seen = current
         words = segment.words
         while True:

@@ -30,7 +30,6 @@ import zmq
 from mediabroker.capture.backend import Clock
 from mediabroker.capture.fake import FakeCamera
 from mediastream.ring import Ring, VideoFormat, VideoWriter
-from mediastream.wire import encode_frame_ready
 
 from .receivers import FRAME_HWM, HEADER, FrameMessage, bounded_socket
 from .specs import ProducerSpec
@@ -78,32 +77,22 @@ def producer_main(
 
 
 def _run_ring_writer(spec: ProducerSpec, conn: Connection, should_stop: StopCheck) -> None:
-    context: zmq.Context[Any] = zmq.Context()
-    notify = context.socket(zmq.PUB)
-    notify.setsockopt(zmq.LINGER, 0)
-    try:
-        with Ring.open(spec.ring_name, writable=True) as ring:
-            ring.set_pids(writer=os.getpid())
-            notify.bind(spec.endpoint)
-            conn.send(spec.endpoint)
-            camera = FakeCamera(VideoFormat(spec.width, spec.height), spec.fps)
-            _write_frames(VideoWriter(ring), camera, notify, should_stop)
-    finally:
-        notify.close(linger=0)
-        context.term()
+    with Ring.open(spec.ring_name, writable=True) as ring:
+        ring.set_pids(writer=os.getpid())
+        conn.send(spec.endpoint)  # no socket: readers wait on the ring's doorbell
+        camera = FakeCamera(VideoFormat(spec.width, spec.height), spec.fps)
+        _write_frames(VideoWriter(ring), camera, should_stop)
 
 
-def _write_frames(
-    writer: VideoWriter, camera: FakeCamera, notify: zmq.Socket[Any], should_stop: StopCheck
-) -> None:
+def _write_frames(writer: VideoWriter, camera: FakeCamera, should_stop: StopCheck) -> None:
     """`mediabroker.capture._video_loop`, with one change: the slot's timestamp
     is taken when the frame is complete (commit), not when its capture began,
-    so readers measure commit-to-view latency."""
+    so readers measure commit-to-view latency. Each commit rings the doorbell."""
     while not should_stop():
         view = writer.begin()
         camera.read_into(view, writer.seq)
         committed_ns = time.monotonic_ns()
-        notify.send(encode_frame_ready(writer.commit(committed_ns, time.time_ns())))
+        writer.commit(committed_ns, time.time_ns())
 
 
 # -- the notification floor --------------------------------------------------

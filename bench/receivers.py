@@ -97,15 +97,13 @@ class RingReceiver:
     """`SourceReader`, the object behind ``track.read()``, on a ring the bench writes."""
 
     def __init__(self, spec: ReaderSpec) -> None:
-        self._context: zmq.Context[Any] = zmq.Context()
-        self._reader = SourceReader(self._context, spec.ring_name, spec.endpoint, lambda: True)
+        self._reader = SourceReader(spec.ring_name, lambda: True)
 
     def receive(self) -> Received:
         return _view_result(self._reader.read(READ_TIMEOUT_S))
 
     def close(self) -> None:
         self._reader.close()
-        self._context.term()
 
 
 def bounded_socket(context: zmq.Context[Any], kind: int, hwm: int) -> zmq.Socket[Any]:

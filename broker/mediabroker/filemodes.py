@@ -3,9 +3,8 @@
 The outer gate of access (see `mediabroker.daemon.access`): the run dir
 gets the search bits of whoever may use the sockets, the sockets the
 configured mode and group, and the capture processes' status socket 0600
-so that no client can report a source as failed. Used by the daemon's main
-process and by the source supervisor, for the sockets capture processes
-bind.
+so that no client can report a source as failed. Capture processes bind
+no socket: readers wait on their ring's doorbell.
 """
 
 from __future__ import annotations
@@ -17,13 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mediabroker.config import BrokerConfig
-from mediastream.paths import CAPTURE_STATUS, CONTROL, socket_path
+from mediastream.paths import CAPTURE_STATUS, CONTROL
 
 __all__ = [
     "PRIVATE_SOCKETS",
     "PUBLIC_SOCKETS",
     "run_dir_mode",
-    "secure_endpoint",
     "secure_path",
     "secure_sockets",
 ]
@@ -70,13 +68,3 @@ def secure_sockets(config: BrokerConfig, names: Iterable[str] = PUBLIC_SOCKETS) 
             continue
         except OSError as exc:
             log.warning("cannot set mode %#o and group on %s: %s", mode, path, exc)
-
-
-def secure_endpoint(config: BrokerConfig, endpoint: str) -> None:
-    """`secure_sockets` for one ``ipc://`` socket a capture process bound
-    (a source's frame notifications); a failure is logged."""
-    path = socket_path(endpoint)
-    try:
-        secure_path(path, config.socket_mode, config.socket_group)
-    except OSError as exc:
-        log.warning("cannot set mode %#o and group on %s: %s", config.socket_mode, path, exc)

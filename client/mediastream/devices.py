@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, cast
 
-import zmq
-
 from .connection import BrokerConnection, process_name
 from .errors import ConstraintTypeError, InvalidStateError, MediaStreamError, ProtocolError
 from .events import Event, EventHandler, EventTarget
@@ -108,10 +106,6 @@ class MediaDevices(EventTarget):
             _weak(self._on_daemon_lost),
             lambda: (counts() or (lambda: (0, 0)))(),
         )
-
-    @property
-    def _context(self) -> zmq.Context[Any]:
-        return self._live_connection().context
 
     # -- the spec's methods ----------------------------------------------
 

@@ -15,13 +15,11 @@ __all__ = [
     "CONTROL",
     "DAEMON_SOCKETS",
     "DEFAULT_SHM_PREFIX",
-    "SOURCE_PREFIX",
     "control_endpoint",
     "endpoint",
     "resolve_run_dir",
     "resolve_shm_prefix",
     "socket_path",
-    "source_endpoint",
 ]
 
 SYSTEM_RUN_DIR = Path("/run/mediabroker")
@@ -30,7 +28,6 @@ DEFAULT_SHM_PREFIX = "mediabroker."
 CONTROL = "control"  # ZMTP, clients' DEALERs: requests, replies, notices, heartbeats
 CAPTURE_STATUS = "capture-status"  # PULL: the capture processes' reports
 DAEMON_SOCKETS = (CONTROL, CAPTURE_STATUS)  # what the daemon binds in its run dir
-SOURCE_PREFIX = "source-"  # + source id: one PUB per source, bound by its capture process
 IPC = "ipc://"
 
 
@@ -69,8 +66,3 @@ def socket_path(endpoint: str) -> Path:
 
 def control_endpoint(run_dir: Path) -> str:
     return endpoint(run_dir, CONTROL)
-
-
-def source_endpoint(run_dir: Path, source_id: str) -> str:
-    """The PUB socket on which a source announces each new frame."""
-    return endpoint(run_dir, SOURCE_PREFIX + source_id)

@@ -35,6 +35,10 @@ new ``begin`` at R4 and refuses the frame: no interleaving hands out a torn
 slot as valid. Without the fences, aarch64 may reorder W1 after W2 or R3
 after R4, and a torn frame would pass.
 
+Readers do not poll and need no socket: the ``newest`` word is also a
+futex (`Doorbell`, `mediastream.futex`). Writers wake it after each frame
+or block; a reader that found nothing new waits on the value it saw.
+
 The audio writer announces the cursor it is about to reach in
 ``newest_begin``, copies a block, then advances ``cursor`` (frames written
 since the start). A reader keeps its own cursor and counts an overrun when
@@ -60,6 +64,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import DTypeLike
 
+from . import futex
 from .errors import NotAllowedError, NotReadableError
 from .fences import fence
 from .frames import (
@@ -78,6 +83,7 @@ __all__ = [
     "AudioFormat",
     "AudioReader",
     "AudioWriter",
+    "Doorbell",
     "Ring",
     "RingFormat",
     "VideoFormat",
@@ -447,6 +453,28 @@ class _Cursor:
     def __init__(self, ring: Ring) -> None:
         offset = _NEWEST_OFFSET
         self.words = _array(ring.buffer, "<u8", (3,), offset)
+        self.address = int(self.words.ctypes.data)  # of newest: the doorbell's futex word
+
+
+class Doorbell:
+    """The ring's ``newest`` word as a futex (`mediastream.futex`): its writer
+    rings it after each frame or block, readers wait on it. Holds the ring's
+    mapping: close the ring only once no thread waits here."""
+
+    def __init__(self, ring: Ring) -> None:
+        cursor = _Cursor(ring)
+        self._words, self._address = cursor.words, cursor.address
+
+    def value(self) -> int:
+        """What the word says now: read it before looking for news, then wait on it."""
+        return int(self._words[0])
+
+    def wait(self, seen: int, timeout_s: float) -> None:
+        """Sleep until the word moves from ``seen`` (or ``timeout_s`` passes)."""
+        futex.wait(self._address, seen, timeout_s)
+
+    def ring(self) -> None:
+        futex.wake_all(self._address)
 
 
 class VideoWriter:
@@ -461,7 +489,8 @@ class VideoWriter:
         if not isinstance(ring.format, VideoFormat) or not ring.writable:
             raise ValueError(f"{ring!r} is not a writable video ring")
         self.ring = ring
-        self._cursor = _Cursor(ring).words
+        cursor = _Cursor(ring)
+        self._cursor, self._doorbell = cursor.words, cursor.address
         self._slots = [_slot_arrays(ring, i) for i in range(ring.slot_count)]
         self.seq = int(self._cursor[0])  # resume after a capture restart
         self.first_seq = self.seq + 1
@@ -484,6 +513,7 @@ class VideoWriter:
         fence()  # W3 before W4: end is seen before newest
         self._cursor[1] = monotonic_ns
         self._cursor[0] = self.seq
+        futex.wake_all(self._doorbell)  # newest moved: every waiting reader looks again
         return self.seq
 
 
@@ -555,7 +585,8 @@ class AudioWriter:
         self.ring = ring
         self.capacity = int(ring.header["capacity"])
         self.sample_rate = fmt.sample_rate
-        self._cursor = _Cursor(ring).words
+        cursor = _Cursor(ring)
+        self._cursor, self._doorbell = cursor.words, cursor.address
         self._pcm = _pcm_array(ring, fmt, self.capacity)
 
     @property
@@ -581,6 +612,7 @@ class AudioWriter:
         self._cursor[1] = monotonic_ns + total * NS_PER_S // self.sample_rate
         fence()  # the time is seen before its cursor
         self._cursor[0] = cursor
+        futex.wake_all(self._doorbell)
 
 
 def _pcm_array(ring: Ring, fmt: AudioFormat, capacity: int) -> np.ndarray:

@@ -57,9 +57,7 @@ class MediaStreamTrack(EventTarget):
         self._end_observers: list[Callable[[], None]] = []
         self._retired_counts = (0, 0)  # (delivered, discarded) of readers closed before
         if live:
-            self._reader = SourceReader(
-                devices._context, info["ring"], info["notify"], self._is_live
-            )
+            self._reader = SourceReader(info["ring"], self._is_live)
 
     # -- attributes ------------------------------------------------------
 
@@ -160,7 +158,7 @@ class MediaStreamTrack(EventTarget):
         return self._devices._adopt_track(result["track"])
 
     def _swap_reader(self, info: TrackInfoDict) -> None:
-        new = SourceReader(self._devices._context, info["ring"], info["notify"], self._is_live)
+        new = SourceReader(info["ring"], self._is_live)
         old, self._reader = self._reader, new
         self._retire(old)  # a read blocked on it retries on the new one
 

@@ -7,8 +7,8 @@ own tracks, streams and devices, sent to it alone (no subscription that
 could arrive too late, and nobody sees another process's tracks), and the
 notices every connection gets: the daemon's heartbeat and shutdown (topic
 ``broker``) and the end of a session the daemon closed (topic ``session``).
-Each source announces new frames on a PUB socket of its own with an 8-byte
-sequence number.
+Frames need no message at all: readers wait on their ring's doorbell
+(`mediastream.ring.Doorbell`).
 
     request  {"v": 1, "id": 7, "op": "getUserMedia", "args": {...}}
     reply    {"v": 1, "id": 7, "ok": true,  "result": {...}}
@@ -24,7 +24,6 @@ types and raises `ProtocolError` (a `ValueError`) for anything else. A
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -37,7 +36,6 @@ __all__ = [
     "AUDIO_CONSTRAINTS",
     "COMMON_CONSTRAINTS",
     "MAX_MESSAGE_BYTES",
-    "MAX_SUBSCRIPTION_BYTES",
     "OPS",
     "PROTOCOL_VERSION",
     "SUPPORTED_CONSTRAINTS",
@@ -47,15 +45,11 @@ __all__ = [
     "Reply",
     "Request",
     "TrackInfoDict",
-    "decode_event",
     "decode_from_daemon",
-    "decode_frame_ready",
     "decode_reply",
     "decode_request",
     "encode_error",
-    "encode_event",
     "encode_notice",
-    "encode_frame_ready",
     "encode_reply",
     "encode_request",
     "request_id_of",
@@ -65,11 +59,6 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_STRING_BYTES = 4096
 MAX_CONTAINER_ITEMS = 256
-MAX_TOPIC_BYTES = 128
-# What a subscriber may send a PUB socket: one flag byte and a topic prefix.
-# Set as the socket's inbound limit, so a huge subscription is a dropped
-# connection instead of memory the publisher must hold.
-MAX_SUBSCRIPTION_BYTES = 1 + MAX_TOPIC_BYTES
 MAX_DEPTH = 32  # nested maps and arrays; keeps repr/copy/logging off the recursion limit
 
 
@@ -140,8 +129,7 @@ class TrackInfoDict(TypedDict):
     settings: dict[str, Any]
     constraints: dict[str, Any]
     capabilities: dict[str, Any]
-    ring: str
-    notify: str
+    ring: str  # the segment's name; its newest word is the doorbell readers wait on
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,30 +311,3 @@ def _reply(message: dict[str, Any]) -> Reply:
         _field(error, "message", str),
         constraint if isinstance(constraint, str) else None,
     )
-
-
-def encode_event(topic: str, event_type: str, **fields: Any) -> list[bytes]:
-    """Two frames: the topic (for SUB prefix matching) and the payload."""
-    return [topic.encode(), _pack({"type": event_type, **fields})]
-
-
-def decode_event(frames: list[bytes]) -> tuple[str, dict[str, Any]]:
-    if len(frames) != 2 or len(frames[0]) > MAX_TOPIC_BYTES:
-        raise ProtocolError(f"an event has 2 frames, got {len(frames)}")
-    payload = _unpack(frames[1])
-    _field(payload, "type", str)
-    return frames[0].decode("utf-8", "replace"), payload
-
-
-_FRAME_READY = struct.Struct("<Q")
-
-
-def encode_frame_ready(seq: int) -> bytes:
-    return _FRAME_READY.pack(seq)
-
-
-def decode_frame_ready(data: bytes) -> int:
-    if len(data) != _FRAME_READY.size:
-        raise ProtocolError(f"frame notification of {len(data)} bytes, expected 8")
-    seq: int = _FRAME_READY.unpack(data)[0]
-    return seq

@@ -11,11 +11,9 @@ from mediastream.paths import (
     CAPTURE_STATUS,
     CONTROL,
     DAEMON_SOCKETS,
-    SOURCE_PREFIX,
     control_endpoint,
     endpoint,
     socket_path,
-    source_endpoint,
 )
 from support import Daemon
 
@@ -28,10 +26,9 @@ def test_socket_names() -> None:
 def test_endpoints_are_ipc_files_in_the_run_dir(tmp_path: Path) -> None:
     assert endpoint(tmp_path, CONTROL) == f"ipc://{tmp_path}/control"
     assert control_endpoint(tmp_path) == endpoint(tmp_path, CONTROL)
-    assert source_endpoint(tmp_path, "3-video") == endpoint(tmp_path, SOURCE_PREFIX + "3-video")
 
 
-@pytest.mark.parametrize("name", [*DAEMON_SOCKETS, SOURCE_PREFIX + "1-audio-48000hz"])
+@pytest.mark.parametrize("name", DAEMON_SOCKETS)
 def test_socket_path_undoes_endpoint(tmp_path: Path, name: str) -> None:
     assert socket_path(endpoint(tmp_path, name)) == tmp_path / name
 
@@ -43,8 +40,8 @@ def test_socket_path_refuses_other_transports(other: str) -> None:
 
 
 def test_the_daemon_binds_exactly_its_sockets_and_removes_them(daemon: Daemon) -> None:
-    """1. A serving daemon's run dir holds DAEMON_SOCKETS as sockets (no source
-    runs yet, so no source-* socket). 2. Stopped, it leaves none of them."""
+    """1. A serving daemon's run dir holds DAEMON_SOCKETS as sockets, and no
+    other (capture processes bind none). 2. Stopped, it leaves none of them."""
     sockets = {p.name for p in daemon.run_dir.iterdir() if stat.S_ISSOCK(p.lstat().st_mode)}
     assert sockets == set(DAEMON_SOCKETS)
     assert daemon.terminate() == 0

@@ -59,20 +59,15 @@ SLOW_READ_S = 0.5  # what makes this reader slow: it spends this long on each fr
 
 
 def read_slowly(run_dir: str, width: str, height: str, count: str) -> None:
-    """Read ``count`` frames, spending `SLOW_READ_S` on each. Before each read,
-    count the frame notifications waiting on the track's socket: CONFLATE
-    keeps at most one however long the reader dawdles."""
+    """Read ``count`` frames, spending `SLOW_READ_S` on each (nothing can
+    queue for a reader: it waits on the ring's doorbell, a futex, and looks
+    at the ring)."""
     with MediaDevices(run_dir, name="slow reader") as devices:
         constraints = {"video": {"width": int(width), "height": int(height)}}
         track = devices.getUserMedia(constraints).getVideoTracks()[0]
-        notify = track._reader._notify  # type: ignore[union-attr]
         for _ in range(int(count)):
-            pending = 0
-            while notify.poll(0):
-                notify.recv(zmq.NOBLOCK)
-                pending += 1
             frame = track.read(timeout=5.0)
-            emit(seq=frame.seq, pending=pending, stats=track.stats)
+            emit(seq=frame.seq, stats=track.stats)
             time.sleep(SLOW_READ_S)
         track.stop()
 

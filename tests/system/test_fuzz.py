@@ -12,13 +12,13 @@ and be counted. Then: names and ids from clients never become a path or a
 segment name, and requests that race the end of their session or track
 leave nothing behind.
 
-Where client strings go (server.py, by reading): ``hello`` name -> the
+Where client strings go (daemon/control.py and ops.py, by reading): ``hello`` name -> the
 session's name (cut to 100, logged with repr); trackId, deviceId -> dict
 lookups only; stream names -> `_stream_name` (printable, 1 to 200) ->
 dict keys; fake device labels (root and the daemon's user only) -> a label
-and a hashed id. Segment and socket names come from the daemon's own source
-counter and the validated format (`Source.ring_name`, `source_endpoint`),
-and `Ring.create` refuses any name that is not [A-Za-z0-9._-].
+and a hashed id. Segment names come from the daemon's own source counter,
+the validated format and a random tag (`Source.ring_name`), and
+`Ring.create` refuses any name that is not [A-Za-z0-9._-].
 """
 
 from __future__ import annotations
@@ -481,7 +481,7 @@ def timed(call: Any) -> float:
 # -- names, ids and races -------------------------------------------------------------
 
 DAEMON_FILES = re.compile(
-    r"(control|events|capture-status|mediabroker\.pid|source-\d+-(video|audio)-[0-9a-z.x-]+)"
+    r"(control|capture-status|mediabroker\.pid)"
 )
 
 

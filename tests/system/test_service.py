@@ -53,19 +53,14 @@ def test_a_second_daemon_on_the_same_run_dir_is_refused_naming_the_pid(
 
 
 def test_the_run_dir_and_its_sockets_get_their_modes(daemon: Daemon) -> None:
-    """0750 dir, 0660 sockets for clients, 0600 for the capture status socket,
-    0640 segments: nothing is open to other users."""
+    """0750 dir, 0660 control socket, 0600 for the capture status socket,
+    0640 segments: nothing is open to other users. A running source adds no
+    socket: readers wait on its ring's doorbell."""
     with MediaDevices(daemon.run_dir) as devices:
         devices.getUserMedia({"video": True}).getVideoTracks()[0].read(timeout=5)
         modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in daemon.run_dir.iterdir()}
-        [source] = [name for name in modes if name.startswith("source-")]
         assert stat.S_IMODE(daemon.run_dir.stat().st_mode) == 0o750
-        assert modes == {
-            "control": 0o660,
-            source: 0o660,
-            "capture-status": 0o600,
-            PID_FILE: 0o644,
-        }
+        assert modes == {"control": 0o660, "capture-status": 0o600, PID_FILE: 0o644}
         [segment] = segments(daemon.prefix)
         assert stat.S_IMODE((SHM_DIR / segment).stat().st_mode) == 0o640
 
@@ -84,9 +79,7 @@ def test_a_killed_daemons_sockets_and_pid_file_are_cleared_by_the_next(tmp_path:
         first.kill()
         devices.close()
         stale = names(first.run_dir)
-        assert {"control", PID_FILE} <= stale and any(
-            n.startswith("source-") for n in stale
-        ), stale
+        assert {"control", PID_FILE} <= stale, stale
         wait_until(lambda: not first.living_children(), 10, "orphans to exit")
     finally:
         first.close()

@@ -2,9 +2,10 @@
 
 The device stays in one mode; every other mode a consumer asks for is one
 derived source, computed once for all who asked for it. A derived capture
-process reads the parent ring like any client, and for each parent frame it
-keeps (frame-rate decimation) it crops to the target aspect ratio, scales
-down and converts the colour straight into its own ring's slot.
+process reads the parent ring like any client (woken by its doorbell), and
+for each parent frame it keeps (frame-rate decimation) it crops to the
+target aspect ratio, scales down and converts the colour straight into its
+own ring's slot.
 
 Crop-and-scale follows the spec's ``resizeMode``: never upscale, never
 stretch; a different aspect ratio crops the centre of the frame.
@@ -16,11 +17,10 @@ import os
 from typing import Any
 
 import numpy as np
-import zmq
 
 from mediabroker.errors import EndOfStream
 from mediastream.frames import NS_PER_S, VideoFrame
-from mediastream.ring import Ring, VideoFormat, VideoReader
+from mediastream.ring import Doorbell, Ring, VideoFormat, VideoReader
 
 __all__ = ["DerivedCamera", "crop_box"]
 
@@ -49,12 +49,7 @@ class DerivedCamera:
         self._daemon_pid = int(params["daemon_pid"])
         self._ring = Ring.open(str(params["ring"]))
         self._reader = VideoReader(self._ring)
-        self._context = zmq.Context()
-        self._notify = self._context.socket(zmq.SUB)
-        self._notify.setsockopt(zmq.LINGER, 0)
-        self._notify.setsockopt(zmq.CONFLATE, 1)
-        self._notify.setsockopt(zmq.SUBSCRIBE, b"")
-        self._notify.connect(str(params["frames_endpoint"]))
+        self._doorbell = Doorbell(self._ring)
         self._period_ns = int(NS_PER_S / frame_rate) if frame_rate > 0 else 0
         self._next_due_ns = 0
         self._last_seq = 0
@@ -72,6 +67,7 @@ class DerivedCamera:
 
     def _next_parent_frame(self) -> VideoFrame:
         while True:
+            seen = self._doorbell.value()
             frame = self._reader.newest()
             if frame is not None and frame.seq > self._last_seq:
                 self._last_seq = frame.seq
@@ -80,8 +76,7 @@ class DerivedCamera:
                 raise EndOfStream("the source this derives from has ended")
             if os.getppid() != self._daemon_pid:
                 raise EndOfStream("the daemon is gone")
-            if self._notify.poll(round(POLL_S * 1000)):
-                self._notify.recv(zmq.NOBLOCK)
+            self._doorbell.wait(seen, POLL_S)
 
     def _due(self, frame: VideoFrame) -> bool:
         """Frame-rate decimation: keep a frame when its time has come, so 30 fps
@@ -115,7 +110,5 @@ class DerivedCamera:
         cv2.cvtColor(self._scaled, code, dst=view)
 
     def close(self) -> None:
-        self._notify.close(linger=0)
-        self._context.term()
-        del self._reader
+        del self._reader, self._doorbell
         self._ring.close()

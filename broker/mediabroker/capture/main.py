@@ -28,7 +28,6 @@ from mediabroker.capture.backend import AudioBackend, BackendSpec, VideoBackend,
 from mediabroker.capture.registry import open_audio_backend, open_video_backend
 from mediabroker.errors import CaptureError, EndOfStream
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
-from mediastream.wire import MAX_SUBSCRIPTION_BYTES, encode_frame_ready
 
 __all__ = ["CaptureSpec", "capture_main", "decode_status"]
 
@@ -47,7 +46,6 @@ class CaptureSpec:
     ring_name: str
     backend: BackendSpec
     frame_rate: float
-    frames_endpoint: str  # the frame-ready PUB socket this process binds
     status_endpoint: str
     parent_pid: int
     log_level: int = logging.INFO
@@ -109,7 +107,7 @@ def capture_main(spec: CaptureSpec) -> None:
     status.setsockopt(zmq.LINGER, STATUS_LINGER_MS)
     status.connect(spec.status_endpoint)
     try:
-        code = _capture(spec, stop, ctx, status)
+        code = _capture(spec, stop, status)
     finally:
         ctx.destroy(linger=STATUS_LINGER_MS)
     sys.exit(code)
@@ -145,21 +143,18 @@ class _Status:
         self._next_counters = now + COUNTERS_S
 
 
-def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.Socket[Any]) -> int:
+def _capture(spec: CaptureSpec, stop: _Stop, socket: zmq.Socket[Any]) -> int:
     status = _Status(socket, spec.source_id)
 
     with Ring.open(spec.ring_name, writable=True) as ring:
         ring.set_pids(writer=os.getpid())
-        notify = ctx.socket(zmq.PUB)
-        notify.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)  # before bind
-        notify.bind(spec.frames_endpoint)
         try:
             if isinstance(ring.format, VideoFormat):
                 video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
-                _closing(video, lambda: _video_loop(video, ring, notify, stop, status))
+                _closing(video, lambda: _video_loop(video, ring, stop, status))
             else:
                 audio = open_audio_backend(spec.backend, ring.format)
-                _closing(audio, lambda: _audio_loop(audio, ring, notify, stop, status))
+                _closing(audio, lambda: _audio_loop(audio, ring, stop, status))
         except _StopRequested:
             pass
         except EndOfStream as exc:
@@ -169,8 +164,6 @@ def _capture(spec: CaptureSpec, stop: _Stop, ctx: zmq.Context[Any], socket: zmq.
             log.error("%s", exc)
             status.send("failed", str(exc))
             return EXIT_FAILED
-        finally:
-            notify.close(linger=0)
     return 0
 
 
@@ -181,34 +174,22 @@ def _closing(backend: VideoBackend | AudioBackend, run: Callable[[], None]) -> N
         backend.close()
 
 
-def _video_loop(
-    backend: VideoBackend,
-    ring: Ring,
-    notify: zmq.Socket[Any],
-    stop: _Stop,
-    status: _Status,
-) -> None:
+def _video_loop(backend: VideoBackend, ring: Ring, stop: _Stop, status: _Status) -> None:
+    """Capture into the ring until stopped; each commit rings its doorbell."""
     writer = VideoWriter(ring)
     while not stop.should_stop():
         view = writer.begin()
         with stop.waiting():
             captured_ns = backend.read_into(view, writer.seq)
         wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
-        notify.send(encode_frame_ready(writer.commit(captured_ns, wall_ns)))
+        writer.commit(captured_ns, wall_ns)
         status.frame_done(backend)
 
 
-def _audio_loop(
-    backend: AudioBackend,
-    ring: Ring,
-    notify: zmq.Socket[Any],
-    stop: _Stop,
-    status: _Status,
-) -> None:
+def _audio_loop(backend: AudioBackend, ring: Ring, stop: _Stop, status: _Status) -> None:
     writer = AudioWriter(ring)
     while not stop.should_stop():
         with stop.waiting():
             block, captured_ns = backend.read_block()
         writer.write(block, captured_ns)
-        notify.send(encode_frame_ready(writer.position))
         status.frame_done(backend)

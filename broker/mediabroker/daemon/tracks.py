@@ -69,7 +69,6 @@ class TrackRecord:
             "constraints": self.constraints,
             "capabilities": self.source.device.capabilities,
             "ring": self.source.ring_name,
-            "notify": self.source.frames_endpoint,  # the wire key the client reads
         }
 
 

@@ -317,12 +317,8 @@ def _derivable(native: Source, fmt: RingFormat, frame_rate: float) -> bool:
 
 def _derived_backend(parent: Source) -> BackendSpec:
     """The backend of a source derived from ``parent``: it reads the parent's
-    ring, woken by its frame-ready socket (`mediabroker.capture.derived`)."""
-    params = {
-        "ring": parent.ring_name,
-        "frames_endpoint": parent.frames_endpoint,
-        "daemon_pid": os.getpid(),
-    }
+    ring, woken by its doorbell (`mediabroker.capture.derived`)."""
+    params = {"ring": parent.ring_name, "daemon_pid": os.getpid()}
     return BackendSpec("derived", params)
 
 

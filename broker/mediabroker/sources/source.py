@@ -35,13 +35,11 @@ from mediabroker.capture.backend import BackendSpec
 from mediabroker.capture.main import CaptureSpec
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
-from mediabroker.filemodes import secure_endpoint
 from mediabroker.sources.policy import Progress, StallWatch
 from mediabroker.sources.process import CaptureProcess
 from mediabroker.sources.rings import check_budget, ring_slots
 from mediabroker.sources.status import CaptureStatus
 from mediastream.errors import NotReadableError
-from mediastream.paths import socket_path, source_endpoint
 from mediastream.ring import Ring, RingFormat, ring_bytes
 
 if TYPE_CHECKING:
@@ -114,7 +112,6 @@ class Source:
         self.device, self.format, self.frame_rate = plan.device, plan.format, plan.frame_rate
         self.parent = plan.parent
         self.ring_name = config.shm_prefix + source_id + (f".{ring_tag}" if ring_tag else "")
-        self.frames_endpoint = source_endpoint(config.run_dir, source_id)  # frame-ready PUB
         self.state = SourceState.STARTING
         self.leases: set[Lease] = set()
         self.parent_lease: Lease | None = None  # a derived source's hold on its parent
@@ -176,7 +173,6 @@ class Source:
             self.ring_name,
             self.plan.backend,
             self.frame_rate,
-            self.frames_endpoint,
             self._status_endpoint,
             os.getpid(),
             self._config.log_level,
@@ -241,7 +237,6 @@ class Source:
             self.end(status.reason)
 
     def _on_ready(self) -> None:
-        secure_endpoint(self._config, self.frames_endpoint)  # before any client learns it
         if self.state in (SourceState.STARTING, SourceState.RESTARTING):
             self._set_state(SourceState.LIVE)
         if self.state is SourceState.LIVE and not self.started.done():
@@ -316,8 +311,6 @@ class Source:
         if self._ring is not None:
             self._ring.close()
             Ring.unlink(self.ring_name, self._config.shm_dir)
-        # The socket file outlives a killed capture process; the run dir is ours.
-        socket_path(self.frames_endpoint).unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         label, state = self.device.label, self.state.value

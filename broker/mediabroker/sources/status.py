@@ -46,12 +46,18 @@ class CaptureStatus:
         )
 
 
+MAX_STATUS_BYTES = 64 * 1024
+
+
 class StatusInbox:
     """The PULL socket at ``run_dir``'s capture-status endpoint."""
 
     def __init__(self, ctx: zmq.asyncio.Context, run_dir: Path) -> None:
         self.endpoint = endpoint(run_dir, CAPTURE_STATUS)
         self._socket = ctx.socket(zmq.PULL)
+        # Only our own capture processes can connect (0600), and their reports
+        # are small; a limit all the same, as on every socket the daemon owns.
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_STATUS_BYTES)  # before bind
 
     def bind(self) -> None:
         """Listen; before any source starts."""

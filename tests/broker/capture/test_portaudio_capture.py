@@ -271,7 +271,6 @@ def test_a_stalled_capture_process_reports_and_exits_though_portaudio_hangs(
         name,
         BackendSpec("portaudio", {"name": "system", "hostapi": JACK_API}),
         0.0,
-        f"ipc://{tmp_path}/notify",
         f"ipc://{tmp_path}/status",
         os.getpid(),
     )

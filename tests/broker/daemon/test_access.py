@@ -181,8 +181,6 @@ def test_the_group_gates_sockets_and_rings_and_members_read_frames(open_base: Pa
             run = daemon.run_dir
             assert mode_and_gid(run) == (0o750, audio)
             assert mode_and_gid(run / "control") == (0o660, audio)
-            [source_socket] = run.glob("source-*")
-            assert mode_and_gid(source_socket) == (0o660, audio)
             assert mode_and_gid(run / "capture-status")[0] == 0o600
             assert mode_and_gid(SHM_DIR / segment) == (0o640, audio)
 

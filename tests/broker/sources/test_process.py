@@ -54,7 +54,6 @@ async def ready_process(tmp_path: Path) -> AsyncIterator[tuple[CaptureProcess, E
         name,
         BackendSpec("fake-camera"),
         30.0,
-        endpoint(tmp_path, "frames"),
         status_endpoint,
         os.getpid(),
     )
