@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mediastream import MediaDevices
-from mediastream.ring import SHM_DIR
+from mediastream.ring import SHM_DIR, Ring, VideoFormat
 from support import Daemon, segments, unique_prefix, wait_until
 from support.users import as_nobody, needs_root
 
@@ -65,3 +65,30 @@ def test_other_users_files_under_the_prefix_neither_block_nor_count(
         assert all(f"{p} carries this daemon's segment prefix" in log for p in paths), log
     finally:
         daemon.close()
+
+
+def test_the_sweep_removes_our_dead_rings_and_leaves_our_other_files(tmp_path: Path) -> None:
+    """Files of the daemon's own user under its prefix, before it starts: a
+    ring whose writer and owner are gone, a ring cut short at creation (its
+    header never written: all zeros) and a file that is no ring. 1. The
+    sweep removes the first two. 2. It leaves the third alone (the ring
+    magic, not only the owner, says a file is a ring) and says so."""
+    prefix = unique_prefix()
+    dead = Ring.create(prefix + "dead", VideoFormat(16, 8), 2)
+    dead.set_pids(owner=2**22 + 1, writer=2**22 + 2)  # above pid_max: never alive
+    dead.close()
+    cut_short = SHM_DIR / (prefix + "cut-short")
+    cut_short.write_bytes(bytes(4096))
+    other = SHM_DIR / (prefix + "notes")
+    other.write_bytes(b"not a ring, but ours")
+    daemon = Daemon(tmp_path / "run", prefix=prefix)
+    try:
+        daemon.wait_ready()
+        assert segments(prefix) == [other.name], segments(prefix)
+        assert f"{other} is a file of ours but not a ring: left alone" in daemon.log()
+        assert daemon.terminate() == 0, daemon.log()
+        assert other.read_bytes() == b"not a ring, but ours"
+    finally:
+        daemon.close()
+        for name in ("dead", "cut-short", "notes"):
+            (SHM_DIR / (prefix + name)).unlink(missing_ok=True)

@@ -16,6 +16,8 @@ the sweep and the budget look only at regular files this daemon's user
 owns (`own_segments`, from an lstat: a FIFO, a symlink or a device node is
 never opened, so none can block the start; another user's file is never
 counted nor unlinked). /dev/shm is sticky, so a file found ours stays ours.
+The sweep also checks the ring magic: a file of ours that is no ring (and
+no ring cut short at creation) is left alone.
 """
 
 from __future__ import annotations
@@ -107,11 +109,28 @@ def sweep_stale_rings(config: BrokerConfig) -> list[str]:
         pids = read_ring_pids(path.name, config.shm_dir)
         if pids is not None and any(pid and _pid_alive(pid) for pid in pids):
             continue
+        if pids is None and not _creation_cut_short(path):
+            log.warning("%s is a file of ours but not a ring: left alone", path)
+            continue
         Ring.unlink(path.name, config.shm_dir)
         removed.append(path.name)
     if removed:
         log.info("removed %d stale segment(s): %s", len(removed), ", ".join(removed))
     return removed
+
+
+def _creation_cut_short(path: Path) -> bool:
+    """A segment whose ring header was never written (the daemon died inside
+    `Ring.create`): empty, or its magic still zero. Anything else that is not
+    a ring is left alone: the ring magic, not only the owner, says ours."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, 8).strip(b"\x00") == b""
+    finally:
+        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:
