@@ -178,7 +178,6 @@ def test_decode_reply_rejects(message: dict[str, Any], match: str) -> None:
         decode_reply(pack(message))
 
 
-
 # --- decode_request rejects ----------------------------------------------------
 
 
