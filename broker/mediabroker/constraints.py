@@ -145,11 +145,30 @@ def select_settings(
     for name, constraint in basic.items():
         _narrow(domains, name, _required_part(constraint))
     _narrow_aspect(domains)
+    given = _sides_given(basic, ideals=True)
     for advanced in constraints.get("advanced") or []:
-        _try_advanced(domains, advanced)
+        if _try_advanced(domains, advanced):
+            given |= _sides_given(advanced, ideals=False)
     selection = _choose(domains, defaults, basic)
-    _fit_aspect(selection.settings, domains, _ideal(basic.get("aspectRatio")))
+    ratio = _aspect_goal(_ideal(basic.get("aspectRatio")), given, defaults)
+    _fit_aspect(selection.settings, domains, ratio, keep_height=given == {"height"})
     return selection
+
+
+def _sides_given(constraint_set: Mapping[str, Any], *, ideals: bool) -> set[str]:
+    """Which of width and height the set asks a value of (not just a range):
+    exact values, and ideal ones where ``ideals`` (the basic set; in an
+    advanced set a bare value is exact and an ideal counts for nothing)."""
+    given = set()
+    for side in ("width", "height"):
+        constraint = constraint_set.get(side)
+        if isinstance(constraint, Mapping):
+            keys = ("exact", "ideal") if ideals else ("exact",)
+            if any(_is_number(constraint.get(k)) for k in keys):
+                given.add(side)
+        elif _is_number(constraint):
+            given.add(side)
+    return given
 
 
 def _narrow_aspect(domains: dict[str, Domain]) -> None:
@@ -172,9 +191,18 @@ def _narrow_aspect(domains: dict[str, Domain]) -> None:
     domains["aspectRatio"] = NumberRange(low, max(low, high))
 
 
-def _fit_aspect(settings: dict[str, Any], domains: Mapping[str, Domain], ideal: Any) -> None:
-    """Make the chosen width and height agree with the aspect ratio: keep the
-    width, change the height, and the width only if the height cannot give it."""
+def _fit_aspect(
+    settings: dict[str, Any],
+    domains: Mapping[str, Domain],
+    goal: float | None,
+    *,
+    keep_height: bool,
+) -> None:
+    """Make the chosen width and height agree with one aspect ratio, ``goal``
+    (`_aspect_goal`; None: the one chosen). The width is kept and the height
+    follows, or the other way round with ``keep_height`` (the request gave
+    only the height); if that side cannot give the ratio, the kept one moves
+    instead."""
     aspect, width, height = (domains.get(k) for k in ("aspectRatio", "width", "height"))
     if (
         not (
@@ -186,12 +214,68 @@ def _fit_aspect(settings: dict[str, Any], domains: Mapping[str, Domain], ideal: 
     ):
         return
     current = settings["width"] / settings["height"]
-    target = aspect.pick(ideal if _is_number(ideal) else current)
-    if abs(target - current) > ASPECT_TOLERANCE * target:
-        settings["height"] = int(height.pick(settings["width"] / target))
-        if abs(settings["width"] / settings["height"] - target) > ASPECT_TOLERANCE * target:
-            settings["width"] = int(width.pick(settings["height"] * target))
+    target = aspect.pick(current if goal is None else goal)
+    outside = not aspect.low <= current <= aspect.high  # a required range is never missed
+    if outside or abs(target - current) > ASPECT_TOLERANCE * target:
+        order = ("height", "width") if keep_height else ("width", "height")
+        for kept, moved in (order, order[::-1]):
+            value = _follow(settings[kept], kept, domains[moved], aspect, target)
+            if value is not None:
+                settings[moved] = value
+                break
+        else:  # neither side alone can: the moved one as near as it goes, then the kept one
+            kept, moved = order
+            settings[moved] = _nearest(settings[kept], kept, domains[moved], target)
+            settings[kept] = _nearest(settings[moved], moved, domains[kept], target)
     settings["aspectRatio"] = round(settings["width"] / settings["height"], 10)
+
+
+def _aspect_goal(ideal: Any, given: set[str], defaults: Mapping[str, Any]) -> float | None:
+    """The ratio to fit: the ideal aspectRatio, else the device's own (its
+    default mode's) when the request gives only one side, as browsers do."""
+    if _is_number(ideal):
+        return float(ideal)
+    width, height = defaults.get("width"), defaults.get("height")
+    if len(given) == 1 and _is_number(width) and _is_number(height) and height:
+        return float(width / height)
+    return None
+
+
+def _follow(
+    kept_value: int, kept: str, domain: Domain, aspect: NumberRange, target: float
+) -> int | None:
+    """The other side for ``kept_value`` at ratio ``target``: of the two whole
+    numbers around the exact value, within its own range, the one whose
+    ratio is inside the required aspect range and closest to ``target``;
+    None when neither is."""
+    candidates = _whole_candidates(kept_value, kept, domain, target)
+
+    def ratio(n: int) -> float:
+        return _ratio(kept_value, kept, n)
+
+    valid = [n for n in candidates if aspect.low <= ratio(n) <= aspect.high]
+    if not valid:  # whole pixels miss the range: the nearest within the tolerance
+        slack = ASPECT_TOLERANCE * target
+        valid = [n for n in candidates if abs(ratio(n) - target) <= slack]
+    return min(valid, key=lambda n: abs(ratio(n) - target)) if valid else None
+
+
+def _nearest(kept_value: int, kept: str, domain: Domain, target: float) -> int:
+    """The other side whose ratio with ``kept_value`` is nearest ``target``."""
+    candidates = _whole_candidates(kept_value, kept, domain, target)
+    return min(candidates, key=lambda n: abs(_ratio(kept_value, kept, n) - target))
+
+
+def _whole_candidates(kept_value: int, kept: str, domain: Domain, target: float) -> set[int]:
+    """The whole numbers either side of the exact other side, within its range."""
+    assert isinstance(domain, NumberRange)
+    exact = kept_value / target if kept == "width" else kept_value * target
+    low, high = max(1, math.ceil(domain.low)), max(1, math.floor(domain.high))
+    return {min(max(n, low), high) for n in (math.floor(exact), math.ceil(exact))}
+
+
+def _ratio(kept_value: int, kept: str, other: int) -> float:
+    return kept_value / other if kept == "width" else other / kept_value
 
 
 def _required_part(constraint: Any) -> Any:
@@ -212,8 +296,9 @@ def _narrow(domains: dict[str, Domain], name: str, required: Any) -> None:
     domains[name] = narrowed
 
 
-def _try_advanced(domains: dict[str, Domain], advanced: Mapping[str, Any]) -> None:
-    """Bare values of an advanced set are exact; an explicit ideal there is
+def _try_advanced(domains: dict[str, Domain], advanced: Mapping[str, Any]) -> bool:
+    """Narrow by ``advanced`` if it can be met (True), else leave it (False).
+    Bare values of an advanced set are exact; an explicit ideal there is
     still only ideal (its fitness distance is finite), so it never makes the
     set unsatisfiable."""
     trial = dict(domains)
@@ -223,8 +308,9 @@ def _try_advanced(domains: dict[str, Domain], advanced: Mapping[str, Any]) -> No
             _narrow(trial, name, required)
         _narrow_aspect(trial)
     except OverconstrainedError:
-        return  # an unsatisfiable advanced set is skipped, not an error
+        return False  # an unsatisfiable advanced set is skipped, not an error
     domains.update(trial)
+    return True
 
 
 def _choose(

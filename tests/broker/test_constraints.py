@@ -305,6 +305,55 @@ def test_an_exact_value_the_device_can_give_is_the_setting(
     assert result.distance == 0.0  # nothing ideal was asked for
 
 
+HD_DEFAULTS = {"width": 1280, "height": 720, "frameRate": 30.0, "resizeMode": "none"}
+
+
+@pytest.mark.parametrize(
+    ("defaults", "constraints", "size"),
+    [
+        (HD_DEFAULTS, {"width": 640}, (640, 360)),
+        (HD_DEFAULTS, {"height": 360}, (640, 360)),
+        (HD_DEFAULTS, {"width": {"exact": 641}}, (641, 361)),  # the nearest whole height
+        (HD_DEFAULTS, {"height": {"exact": 540}}, (960, 540)),
+        (HD_DEFAULTS, {"width": {"max": 960}}, (960, 720)),  # a range gives no side
+        (CAMERA_DEFAULTS, {"width": 320}, (320, 240)),
+        (CAMERA_DEFAULTS, {"width": 320, "height": 320}, (320, 320)),  # both given: as asked
+        (CAMERA_DEFAULTS, {"width": 320, "aspectRatio": 2.0}, (320, 160)),
+    ],
+    ids=repr,
+)
+def test_one_side_given_the_other_follows_the_devices_aspect_ratio(
+    defaults: dict[str, Any], constraints: dict[str, Any], size: tuple[int, int]
+) -> None:
+    """As browsers do: {"width": 640} on a 16:9 camera is 640x360, not the
+    640x720 middle of the picture (the old result), and the side asked for
+    is the one kept."""
+    picked = chosen(camera(), defaults, constraints)
+    assert (picked["width"], picked["height"]) == size, picked
+
+
+@given(cameras(), st.data())
+def test_rounding_never_leaves_a_required_aspect_range_a_whole_size_can_meet(
+    device: tuple[Caps, dict[str, Any]], data: st.DataObject
+) -> None:
+    """An exact width and a narrow required aspectRatio range: whenever some
+    whole height in the camera's range gives a ratio inside it, the chosen
+    size does (truncating the height once missed the range)."""
+    caps, defaults = device
+    width = data.draw(st.integers(caps["width"]["min"], caps["width"]["max"]))
+    low = data.draw(st.floats(caps["aspectRatio"]["min"], caps["aspectRatio"]["max"]))
+    high = low * 1.001
+    heights = range(
+        max(caps["height"]["min"], math.ceil(width / high)),
+        min(caps["height"]["max"], math.floor(width / low)) + 1,
+    )
+    if not any(low <= width / h <= high for h in heights):
+        return  # no whole size meets it: nothing to promise
+    constraints = {"width": {"exact": width}, "aspectRatio": {"min": low, "max": high}}
+    picked = chosen(caps, defaults, constraints)
+    assert picked["width"] == width and low <= width / picked["height"] <= high, picked
+
+
 @given(cameras(), st.data())
 def test_an_exact_aspect_ratio_the_sizes_can_make_is_met(
     device: tuple[Caps, dict[str, Any]], data: st.DataObject

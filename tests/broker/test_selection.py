@@ -26,6 +26,7 @@ from mediabroker.selection import (
     settings_for_source,
     settle_settings,
 )
+from mediastream import MediaDevices
 from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
@@ -268,3 +269,23 @@ def test_settle_settings_does_not_change_its_argument() -> None:
     chosen = dict(CHOSEN)
     settle_settings(chosen, {}, DERIVED)
     assert chosen == CHOSEN
+
+
+@pytest.mark.parametrize(
+    ("constraints", "shape"),
+    [({"width": 320}, (240, 320, 3)), ({"height": 120}, (120, 160, 3))],
+    ids=["width", "height"],
+)
+def test_one_side_asked_for_delivers_the_whole_picture_scaled(
+    shared_devices: MediaDevices, constraints: dict[str, Any], shape: tuple[int, ...]
+) -> None:
+    """Against a real daemon: the fake camera is 4:3, so {"width": 320} is
+    a 320x240 frame of the whole picture (it was 320x480, its middle strip),
+    and {"height": 120} is 160x120."""
+    track = shared_devices.getUserMedia({"video": constraints}).getVideoTracks()[0]
+    try:
+        settings = track.getSettings()
+        assert (settings["height"], settings["width"]) == shape[:2], settings
+        assert track.read(timeout=5).data.shape == shape
+    finally:
+        track.stop()
