@@ -92,13 +92,13 @@ def settle_settings(
     return settings
 
 
+MEASURED_AUDIO_SETTINGS = ("latency", "blockSize")
+
+
 def _audio_settings(settings: dict[str, Any], source: Source) -> dict[str, Any]:
     """The stream's real latency (seconds) and block size (sample frames per
     callback, our extension) as the capture process measured them."""
-    measured = {
-        "latency": source.counters.get("latency"),
-        "blockSize": source.counters.get("blockSize"),
-    }
+    measured = {name: source.counters.get(name) for name in MEASURED_AUDIO_SETTINGS}
     return {**settings, **{k: v for k, v in measured.items() if v is not None}}
 
 

@@ -10,12 +10,14 @@ a real `Source` belongs to a daemon's event loop.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import assert_nothing_left
 from mediabroker.devices import Device
 from mediabroker.devices.device import video_capabilities
 from mediabroker.devices.fakes import fake_camera, fake_devices, fake_microphone
@@ -29,6 +31,7 @@ from mediabroker.selection import (
 from mediastream import MediaDevices
 from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
+from support import Daemon
 
 if TYPE_CHECKING:
     from mediabroker.sources import Source
@@ -289,3 +292,60 @@ def test_one_side_asked_for_delivers_the_whole_picture_scaled(
         assert track.read(timeout=5).data.shape == shape
     finally:
         track.stop()
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        {"video": True},
+        {"video": {"width": 320}},
+        {"video": {"pixelFormat": "gray8", "frameRate": 10}},
+        {"audio": True},
+        {"audio": {"sampleRate": 16000, "channelCount": 2}},
+    ],
+    ids=repr,
+)
+def test_every_setting_is_a_member_of_the_tracks_capabilities(
+    shared_devices: MediaDevices, constraints: dict[str, Any]
+) -> None:
+    """The spec's invariant, for native, derived and audio tracks, over the
+    constrainable properties (``blockSize``, our extension, is a measured
+    figure, not one); video capabilities include backgroundBlur [False] (no
+    processing to switch)."""
+    track = shared_devices.getUserMedia(constraints).getTracks()[0]
+    try:
+        capabilities, settings = track.getCapabilities(), track.getSettings()
+        if track.kind == "video":
+            assert capabilities["backgroundBlur"] == [False] and not settings["backgroundBlur"]
+        for name, value in settings.items():
+            if name == "blockSize":
+                continue
+            assert name in capabilities, (name, capabilities)
+            capability = capabilities[name]
+            if isinstance(capability, dict):
+                assert capability["min"] <= value <= capability["max"], (name, value, capability)
+            elif isinstance(capability, list):
+                assert value in capability, (name, value, capability)
+            else:
+                assert value == capability, (name, value, capability)
+    finally:
+        track.stop()
+
+
+def test_a_stopped_microphone_frees_its_mode_during_its_idle_grace(tmp_path: Path) -> None:
+    """The last track on a microphone stops; while its source lingers (idle
+    grace 30 s) a request for another rate is met, not refused as if the
+    microphone still ran at 48 kHz for somebody."""
+    daemon = Daemon(tmp_path / "run", idle_close=30.0)
+    try:
+        daemon.wait_ready()
+        with MediaDevices(daemon.run_dir) as devices:
+            devices.getUserMedia({"audio": True}).getAudioTracks()[0].stop()
+            again = devices.getUserMedia({"audio": {"sampleRate": {"exact": 16000}}})
+            [track] = again.getAudioTracks()
+            assert track.getSettings()["sampleRate"] == 16000
+            track.stop()
+        assert daemon.terminate() == 0, daemon.log()
+        assert_nothing_left(daemon)
+    finally:
+        daemon.close()

@@ -157,10 +157,11 @@ class MediaOps:
 
     def _running(self, device: Device) -> dict[str, Any] | None:
         """The mode a microphone in use runs in (it cannot change it for one
-        more track); None for an idle one, and for cameras, which re-open in
-        a mode that covers every track."""
+        more track); None for an idle one (also while it lingers in its idle
+        grace with no track: the next request may pick any mode), and for
+        cameras, which re-open in a mode that covers every track."""
         native = self._sources.native_of(device)
-        if native is None or device.kind == "videoinput":
+        if native is None or not native.leases or device.kind == "videoinput":
             return None
         return settings_for_source(native)
 

@@ -93,4 +93,5 @@ def video_capabilities(
         "facingMode": [],
         "resizeMode": ["none", "crop-and-scale"],
         "pixelFormat": list(VIDEO_PIXEL_FORMATS),
+        "backgroundBlur": [False],  # no processing exists to switch on
     }

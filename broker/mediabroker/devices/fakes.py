@@ -8,7 +8,7 @@ capture driver.
 from __future__ import annotations
 
 from mediabroker.capture.backend import BackendSpec
-from mediabroker.devices.device import VIDEO_PIXEL_FORMATS, Device, stable_id
+from mediabroker.devices.device import Device, stable_id, video_capabilities
 from mediastream.errors import ConstraintTypeError, InvalidStateError, NotFoundError
 
 __all__ = [
@@ -41,21 +41,14 @@ def fake_camera(key: str, label: str) -> Device:
         stable_id("fake", "camera", key),
         stable_id("fake", "group", "camera", key),
     )
-    capabilities = {
-        "deviceId": device_id,
-        "groupId": group_id,
-        "width": {"min": 1, "max": max_width},
-        "height": {"min": 1, "max": max_height},
-        "aspectRatio": {"min": 1 / max_height, "max": max_width},
-        "frameRate": {"min": 1.0, "max": max_rate},
-        "facingMode": [],
-        "resizeMode": ["none", "crop-and-scale"],
-        "pixelFormat": list(VIDEO_PIXEL_FORMATS),
-    }
+    capabilities = video_capabilities(device_id, group_id, max_width, max_height, max_rate)
     defaults = {"width": 640, "height": 480, "frameRate": max_rate, "resizeMode": "none"}
     return Device(
         device_id, "videoinput", label, group_id, BackendSpec("fake-camera"), capabilities, defaults
     )
+
+
+FAKE_BLOCK_FRAMES = 480  # capture.fake.FakeMicrophone's block
 
 
 def fake_microphone(key: str, label: str) -> Device:
@@ -68,7 +61,8 @@ def fake_microphone(key: str, label: str) -> Device:
         "sampleRate": {"min": 8000, "max": 48000},
         "sampleSize": {"min": 32, "max": 32},
         "channelCount": {"min": 1, "max": 2},
-        "latency": {"min": 0.01, "max": 0.01},
+        # One 480-frame block (capture.fake) at 48 kHz down to 8 kHz.
+        "latency": {"min": FAKE_BLOCK_FRAMES / 48000, "max": FAKE_BLOCK_FRAMES / 8000},
         "echoCancellation": [False],
         "autoGainControl": [False],
         "noiseSuppression": [False],

@@ -161,7 +161,12 @@ class SourceManager:
             self._cancel_idle(old)
             await self._close(old)
             return None
-        assert isinstance(fmt, VideoFormat) and isinstance(old.format, VideoFormat)
+        if not isinstance(fmt, VideoFormat) or not isinstance(old.format, VideoFormat):
+            # Chosen while the microphone was idle; another track took it since.
+            raise NotReadableError(
+                f"{old.device.label} now runs as {_mode_name(old.format, old.frame_rate)} "
+                "for another track; ask for that mode"
+            )
         width, height, rate = old.device.native_mode_for(
             max(fmt.width, old.format.width),
             max(fmt.height, old.format.height),
@@ -308,10 +313,10 @@ class SourceManager:
 
 def _derivable(native: Source, fmt: RingFormat, frame_rate: float) -> bool:
     """Whether ``native`` can deliver this mode by crop, scale and decimation
-    (never up); audio is always taken as the microphone runs."""
+    (never up); audio only as the microphone runs (there is no derived audio)."""
     have = native.format
     if not isinstance(fmt, VideoFormat) or not isinstance(have, VideoFormat):
-        return True
+        return fmt == have
     return fmt.width <= have.width and fmt.height <= have.height and frame_rate <= native.frame_rate
 
 
