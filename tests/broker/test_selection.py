@@ -349,3 +349,22 @@ def test_a_stopped_microphone_frees_its_mode_during_its_idle_grace(tmp_path: Pat
         assert_nothing_left(daemon)
     finally:
         daemon.close()
+
+
+def test_an_unknown_constraint_is_ignored_and_logged_once_per_client(tmp_path: Path) -> None:
+    """{"fps": 5} is ignored, as the spec says (the track runs at the
+    camera's rate), and the daemon logs it at debug once for that client,
+    however often it asks."""
+    daemon = Daemon(tmp_path / "run")
+    try:
+        daemon.wait_ready()
+        with MediaDevices(daemon.run_dir, name="typo") as devices:
+            for _ in range(3):
+                track = devices.getUserMedia({"video": {"fps": 5}}).getVideoTracks()[0]
+                assert track.getSettings()["frameRate"] == 30
+                track.stop()
+        assert daemon.terminate() == 0, daemon.log()
+        assert daemon.log().count("asked for the unknown constraint 'video.fps'") == 1
+        assert_nothing_left(daemon)
+    finally:
+        daemon.close()

@@ -8,6 +8,7 @@ client should see are `MediaStreamError`s; `ControlServer` answers them.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -37,11 +38,15 @@ from mediastream.errors import (
     NotFoundError,
     OverconstrainedError,
 )
+from mediastream.lint import unknown_constraints
 from mediastream.ring import ring_bytes
 
 __all__ = ["AdminOps", "MediaOps", "StreamOps"]
 
+log = logging.getLogger(__name__)
+
 MAX_STREAM_NAME_CHARS = 200
+MAX_NAMES_LOGGED = 32  # unknown constraint names remembered per session
 MAX_LABEL_CHARS = 100
 
 
@@ -75,6 +80,7 @@ class MediaOps:
         return {"devices": [d.to_wire() for d in self._devices.devices]}
 
     async def get_user_media(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        _log_unknown_names(session, args["constraints"])
         requested = parse_gum_constraints(args["constraints"])
         self._tracks.check_track_room(session, len(requested))
         created: list[TrackRecord] = []
@@ -105,6 +111,7 @@ class MediaOps:
         if track is None:
             return {}  # an ended track: the spec resolves and changes nothing
         device = track.source.device
+        _log_unknown_names(session, args["constraints"])
         constraint_set = parse_track_constraints(track.kind, args["constraints"])
         settings, _ = select_for_device(device, constraint_set, self._running_for(track))
         lease, settings = await self._lease_for(
@@ -247,6 +254,18 @@ class AdminOps:
         self._devices.catalog.fakes.remove(device)
         self._devices.apply([d for d in self._devices.devices if d is not device])
         return {}
+
+
+def _log_unknown_names(session: Session, constraints: Any) -> None:
+    """Constraint names nothing supports are ignored, as the spec says; each
+    is logged once per client (at debug: a misspelt ``fps`` silently does
+    nothing, and `mediastream.lint.unknown_constraints` finds it ahead)."""
+    if not isinstance(constraints, dict):
+        return
+    for name in unknown_constraints(constraints):
+        if name not in session.unknown_names and len(session.unknown_names) < MAX_NAMES_LOGGED:
+            session.unknown_names.add(name)
+            log.debug("%r asked for the unknown constraint %r: ignored", session, name[:100])
 
 
 def _check_operator(session: Session, what: str) -> None:

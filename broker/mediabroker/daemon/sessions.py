@@ -32,6 +32,7 @@ class Session:
     tracks: set[str] = field(default_factory=set)
     delivered: int | None = None  # frames its tracks read, as its heartbeats say
     discarded: int | None = None  # frames its tracks skipped
+    unknown_names: set[str] = field(default_factory=set)  # constraint names logged once
 
     @property
     def identity(self) -> bytes:
