@@ -2,10 +2,11 @@
 
 Code map, by where the code runs:
 
-- ``daemon/``   the main process, one asyncio loop: the control socket and
-                its ops, sessions, tracks, shared streams, access rules,
-                the run dir, systemd. Never loads OpenCV, PortAudio or a
-                capture driver (tests/broker/test_layout.py checks).
+- ``daemon/``   the main process, one asyncio loop: the control socket (its
+                own ZMTP server, zmtp) and its ops, sessions, tracks,
+                quotas, shared streams, access rules, the run dir, systemd.
+                Never loads OpenCV, PortAudio or a capture driver
+                (tests/broker/test_layout.py checks).
 - ``sources/``  the daemon's side of capture processes: one source per
                 device mode, its ring, its process, restart policy, leases.
 - ``devices/``  finding devices (V4L2, PortAudio, video files, fakes); any
@@ -13,7 +14,8 @@ Code map, by where the code runs:
 - ``capture/``  what runs inside a child that opens a device: the capture
                 loop, the backend seam and its drivers, the probe child.
 - ``cli/``      the ``mediabroker`` command.
-- top level:    ``config`` (settings), ``constraints`` and ``selection``
+- top level:    ``config`` (settings; ``config_values`` parses each value),
+                ``constraints`` and ``selection``
                 (pure: the spec's SelectSettings, which device and mode a
                 track gets), ``errors`` (the daemon's own), ``filemodes``
                 (modes and groups of the run dir and sockets), ``launcher``

@@ -130,9 +130,6 @@ class Connection:
         """Close once what was queued is written (a last notice gets out)."""
         self._writer.close()
 
-    def abort(self) -> None:
-        self._writer.transport.abort()
-
     def __repr__(self) -> str:
         return f"<Connection pid={self.peer.pid} uid={self.peer.uid}>"
 
