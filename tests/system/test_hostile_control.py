@@ -19,10 +19,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import assert_nothing_left
 from mediastream import MediaDevices, VideoFrame
-from support import ClientProcess, Daemon, wait_until
-from support.users import needs_root, shared_dir
+from support import Daemon, wait_until
+from support.hostile import attacker, reachable_daemon
+from support.users import needs_root
 
 pytestmark = needs_root
 
@@ -33,20 +33,8 @@ OPEN_TO_ALL = "[access]\nsocket_mode = 0o666\n"
 @pytest.fixture
 def open_daemon() -> Iterator[Daemon]:
     """A daemon every user may connect to, with small connection caps."""
-    with shared_dir("mbhostile-", 0o755) as base:
-        daemon = Daemon(base / "run", config=OPEN_TO_ALL + LIMITS)
-        try:
-            daemon.wait_ready()
-            yield daemon
-            assert daemon.process.poll() is None, daemon.log()[-3000:]
-            assert daemon.terminate() == 0, daemon.log()[-3000:]
-            assert_nothing_left(daemon)
-        finally:
-            daemon.close()
-
-
-def attacker(daemon: Daemon, mode: str, *args: object) -> ClientProcess:
-    return ClientProcess(mode, daemon.run_dir, *args, script="attackers.py")
+    with reachable_daemon("hostile", OPEN_TO_ALL + LIMITS) as daemon:
+        yield daemon
 
 
 def served(run_dir: Path) -> bool:

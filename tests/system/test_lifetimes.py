@@ -85,6 +85,21 @@ def wait_source_closed(daemon: Daemon) -> None:
     )
 
 
+def assert_a_new_session_works(client: ClientProcess, daemon: Daemon, pid: int) -> None:
+    """The client's next getUserMedia works and reads a frame, in a new
+    session holding only that track; refusals meanwhile may only say the
+    daemon is not answering, never "say hello first" (the old bug: every
+    call after a lost session failed so, forever)."""
+    client.release()
+    again: dict[str, Any] = client.next(timeout=15)
+    assert again["event"] == "again" and again["ok"], again
+    assert "say hello first" not in str(again), again
+    refusals = [str(r) for r in again["refusals"]]
+    assert all(r.startswith("the daemon is not answering") for r in refusals), refusals
+    [session] = sessions_of(daemon.run_dir, pid)
+    assert session["tracks"] == [again["track"]], session
+
+
 def test_a_stalled_daemon_frees_the_camera_of_a_client_that_gave_up(daemon: Daemon) -> None:
     """The daemon is stopped (SIGSTOP) for 2.5 s while a client holds a camera track.
     1. While the daemon is still stopped, the client's track fires ``ended``
@@ -130,13 +145,7 @@ def test_a_stalled_daemon_frees_the_camera_of_a_client_that_gave_up(daemon: Daem
         assert closed and "(its connection closed)" in closed[0], closed
         wait_source_closed(daemon)
 
-        client.release()
-        again: dict[str, Any] = client.next(timeout=15)
-        assert again["event"] == "again" and again["ok"], again
-        refusals = [str(r) for r in again["refusals"]]
-        assert all(r.startswith("the daemon is not answering") for r in refusals), refusals
-        [session] = sessions_of(daemon.run_dir, pid)
-        assert session["tracks"] == [again["track"]], session
+        assert_a_new_session_works(client, daemon, pid)
         finish(client)
     finally:
         client.close()
@@ -184,15 +193,7 @@ def test_a_paused_client_loses_its_session_and_opens_a_new_one(daemon: Daemon) -
         reason = str(ended["reason"])
         assert "the daemon ended the session: no heartbeat" in reason, ended
 
-        client.release()
-        again: dict[str, Any] = client.next(timeout=15)
-        assert again["event"] == "again", again
-        assert "say hello first" not in str(again), again
-        assert again["ok"], again
-        refusals = [str(r) for r in again["refusals"]]
-        assert all(r.startswith("the daemon is not answering") for r in refusals), refusals
-        [session] = sessions_of(daemon.run_dir, pid)
-        assert session["tracks"] == [again["track"]], session
+        assert_a_new_session_works(client, daemon, pid)
         finish(client)
     finally:
         client.close()

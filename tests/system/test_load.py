@@ -40,11 +40,11 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import assert_nothing_left
 from mediabroker.config import BrokerConfig
 from mediastream import MediaDevices, MediaStreamTrack, VideoFrame
 from support import ClientProcess, Daemon, add_figure, wait_until
-from support.users import needs_root, shared_dir
+from support.hostile import attacker, reachable_daemon
+from support.users import needs_root
 
 pytestmark = needs_root
 
@@ -117,20 +117,8 @@ class Bystander:
 def open_daemon() -> Iterator[Daemon]:
     """A daemon at the default limits that nobody may use; at teardown it
     must be alive, stop with status 0 and leave nothing."""
-    with shared_dir("mbload-", 0o755) as base:
-        daemon = Daemon(base / "run", config=OPEN_TO_NOBODY)
-        try:
-            daemon.wait_ready()
-            yield daemon
-            assert daemon.process.poll() is None, daemon.log()[-3000:]
-            assert daemon.terminate() == 0, daemon.log()[-3000:]
-            assert_nothing_left(daemon)
-        finally:
-            daemon.close()
-
-
-def attacker(daemon: Daemon, mode: str, *args: int) -> ClientProcess:
-    return ClientProcess(mode, daemon.run_dir, *args, script="attackers.py")
+    with reachable_daemon("load", OPEN_TO_NOBODY) as daemon:
+        yield daemon
 
 
 def reported(client: ClientProcess) -> dict[str, Any]:

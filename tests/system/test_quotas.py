@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ from conftest import assert_nothing_left
 from mediastream import MediaDevices, MediaStreamTrack, VideoFrame
 from mediastream.errors import NotReadableError
 from mediastream.ring import SHM_DIR, VideoFormat, ring_bytes
-from support import ClientProcess, Daemon, segments, unique_prefix, wait_until
+from support import Daemon, segments, unique_prefix, wait_until
+from support.hostile import attacker, reachable_daemon, serving, stop
 from support.users import as_nobody, needs_root, shared_dir
 
 pytestmark = needs_root
@@ -42,38 +42,10 @@ TAG = re.compile(r"\.([0-9a-f]{12})$")  # what ends a ring's name
 
 
 @contextmanager
-def running(base: Path, config: str, prefix: str | None = None) -> Iterator[Daemon]:
-    """A ready daemon with ``config``, in ``base``/run. Leaving: it must still
-    run, stop on SIGTERM with status 0 and leave nothing behind."""
-    daemon = Daemon(base / "run", config=config, prefix=prefix)
-    try:
-        daemon.wait_ready()
-        yield daemon
-        assert daemon.process.poll() is None, daemon.log()[-3000:]
-        assert daemon.terminate() == 0, daemon.log()[-3000:]
-        assert_nothing_left(daemon)
-    finally:
-        stop(daemon)
-
-
-def stop(daemon: Daemon) -> None:
-    """After a failed test too: SIGTERM first, so that the daemon removes its
-    rings and stops its capture processes (only the failure is reported)."""
-    if daemon.process.poll() is None:
-        with suppress(subprocess.TimeoutExpired):
-            daemon.terminate()
-    daemon.close()
-
-
-@contextmanager
 def open_daemon(limits: str) -> Iterator[Daemon]:
     """A daemon every user may connect to, with the ``[limits]`` table ``limits``."""
-    with shared_dir("mbquota-", 0o755) as base, running(base, OPEN_TO_ALL + limits) as daemon:
+    with reachable_daemon("quota", OPEN_TO_ALL + limits) as daemon:
         yield daemon
-
-
-def attacker(daemon: Daemon, mode: str, *args: object) -> ClientProcess:
-    return ClientProcess(mode, daemon.run_dir, *args, script="attackers.py")
 
 
 def video(devices: MediaDevices, width: int, height: int) -> MediaStreamTrack:
@@ -152,7 +124,7 @@ def test_a_size_the_user_already_holds_is_no_new_source(tmp_path: Path) -> None:
     does a clone. 3. The daemon runs 2 sources, and a new size is still
     refused, from either session."""
     with (
-        running(tmp_path, "[limits]\nsources_per_user = 2\n") as daemon,
+        serving(tmp_path, "[limits]\nsources_per_user = 2\n") as daemon,
         MediaDevices(daemon.run_dir, name="first") as first,
         MediaDevices(daemon.run_dir, name="second") as second,
     ):
@@ -177,7 +149,7 @@ def test_two_requests_in_flight_for_one_new_size_count_once(tmp_path: Path) -> N
     size, in flight at once, both succeed on one new source (each reserved
     it before; they once counted as two and one was refused)."""
     with (
-        running(tmp_path, "[limits]\nsources_per_user = 2\n") as daemon,
+        serving(tmp_path, "[limits]\nsources_per_user = 2\n") as daemon,
         MediaDevices(daemon.run_dir) as devices,
     ):
         video(devices, 320, 240)
@@ -204,7 +176,7 @@ def test_sources_left_idle_still_count_for_who_opened_them(tmp_path: Path) -> No
     counts, so the third size is refused and at most 2 sources run (once 9
     ran at a limit of 2)."""
     config = "[limits]\nsources_per_user = 2\n[devices]\nidle_close_s = 30\n"
-    with running(tmp_path, config) as daemon, MediaDevices(daemon.run_dir) as devices:
+    with serving(tmp_path, config) as daemon, MediaDevices(daemon.run_dir) as devices:
         for width in (320, 160):
             video(devices, width, width * 3 // 4).stop()
         with refuses("limits.sources_per_user", daemon):
@@ -217,7 +189,7 @@ def test_moving_a_track_at_the_limit_frees_its_old_source(tmp_path: Path) -> Non
     """sources_per_user = 2, two sizes held: applyConstraints moves one track
     to a third size, since its old source (nobody else's) is given up."""
     with (
-        running(tmp_path, "[limits]\nsources_per_user = 2\n") as daemon,
+        serving(tmp_path, "[limits]\nsources_per_user = 2\n") as daemon,
         MediaDevices(daemon.run_dir) as devices,
     ):
         video(devices, 320, 240)
@@ -231,7 +203,7 @@ def test_a_ring_the_client_may_not_map_is_an_error_and_nothing_is_held() -> None
     nobody's getUserMedia raises NotAllowedError naming the group, not a raw
     PermissionError, and the daemon holds no track of nobody's afterwards."""
     with shared_dir("mbquota-", 0o755) as base:
-        with running(base, "[access]\nsocket_mode = 0o666\n") as daemon:
+        with serving(base, "[access]\nsocket_mode = 0o666\n") as daemon:
             asker = attacker(daemon, "sizes", 1)
             try:
                 seen = asker.next(timeout=30)
@@ -257,7 +229,7 @@ def test_tracks_past_the_users_limit_are_refused(tmp_path: Path) -> None:
     held, an audio+video request (2 tracks) is refused whole: the user still
     holds 3. 4. After one track stops, a new one succeeds."""
     with (
-        running(tmp_path, "[limits]\ntracks_per_user = 4\n") as daemon,
+        serving(tmp_path, "[limits]\ntracks_per_user = 4\n") as daemon,
         MediaDevices(daemon.run_dir, name="first") as first,
         MediaDevices(daemon.run_dir, name="second") as second,
     ):
@@ -288,7 +260,7 @@ def test_rings_past_an_explicit_share_are_refused(tmp_path: Path) -> None:
     assert mib(640, 480) < 10 < mib(640, 480) + mib(640, 360)
     assert mib(640, 480) + mib(320, 240) < 10
     with (
-        running(tmp_path, "[limits]\nshm_per_user_mib = 10\n") as daemon,
+        serving(tmp_path, "[limits]\nshm_per_user_mib = 10\n") as daemon,
         MediaDevices(daemon.run_dir, name="rings") as devices,
     ):
         first = video(devices, 640, 480)
@@ -310,7 +282,7 @@ def test_the_default_share_passes_a_first_ring_and_refuses_a_second(tmp_path: Pa
     limits.shm_per_user_mib = 6.0 and the file."""
     assert mib(640, 480) > 6 and mib(640, 480) + mib(160, 120) < 12
     with (
-        running(tmp_path, "[rings]\nshm_budget_mib = 12\n") as daemon,
+        serving(tmp_path, "[rings]\nshm_budget_mib = 12\n") as daemon,
         MediaDevices(daemon.run_dir, name="rings") as devices,
     ):
         assert isinstance(video(devices, 640, 480).read(timeout=5), VideoFrame)
