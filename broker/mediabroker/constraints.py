@@ -31,6 +31,7 @@ __all__ = [
     "parse_track_constraints",
     "refuse_required_outside_selection",
     "select_settings",
+    "unmet_constraints",
 ]
 
 # The vocabulary is the contract's (mediastream.wire), so that what
@@ -153,6 +154,21 @@ def select_settings(
     ratio = _aspect_goal(_ideal(basic.get("aspectRatio")), given, defaults)
     _fit_aspect(selection.settings, domains, ratio, keep_height=given == {"height"})
     return selection
+
+
+def unmet_constraints(
+    capabilities: Mapping[str, Any], constraints: Mapping[str, Any]
+) -> list[str]:
+    """The required constraints of the basic set that no setting of these
+    capabilities meets, each taken alone (the spec: "fitness distance
+    infinity for all settings dictionaries examined"), in request order."""
+    domains = domains_from_capabilities(capabilities)
+    unmet = []
+    for name, constraint in constraints.items():
+        required = _required_part(constraint) if name != "advanced" else None
+        if name in domains and required and domains[name].restrict(required).empty:
+            unmet.append(name)
+    return unmet
 
 
 def _sides_given(constraint_set: Mapping[str, Any], *, ideals: bool) -> set[str]:

@@ -15,7 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mediabroker.constraints import refuse_required_outside_selection, select_settings
+from mediabroker.constraints import (
+    refuse_required_outside_selection,
+    select_settings,
+    unmet_constraints,
+)
 from mediabroker.devices import Device
 from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
@@ -44,17 +48,17 @@ def choose_device(
         raise NotFoundError(f"no {kind} input device is available")
     refuse_required_outside_selection(constraint_set)
     best: tuple[float, Device, dict[str, Any]] | None = None
-    failures: list[OverconstrainedError] = []
+    failures: list[tuple[Device, OverconstrainedError]] = []
     for device in candidates:
         try:
             settings, distance = select_for_device(device, constraint_set, running(device))
         except OverconstrainedError as exc:
-            failures.append(exc)
+            failures.append((device, exc))
             continue
         if best is None or distance < best[0]:
             best = (distance, device, settings)
     if best is None:
-        raise _common_failure(failures)
+        raise _common_failure(failures, constraint_set, running)
     return best[1], best[2]
 
 
@@ -62,8 +66,7 @@ def select_for_device(
     device: Device, constraint_set: dict[str, Any], running: dict[str, Any] | None
 ) -> tuple[dict[str, Any], float]:
     """SelectSettings on one device, as it runs now. Returns (settings, distance)."""
-    capabilities = device.capabilities if running is None else device.capabilities_in_use(running)
-    selection = select_settings(capabilities, device.defaults, constraint_set)
+    selection = select_settings(_capabilities(device, running), device.defaults, constraint_set)
     settings = dict(selection.settings)
     settings["deviceId"], settings["groupId"] = device.device_id, device.group_id
     return settings, selection.distance
@@ -109,14 +112,30 @@ def _requires(constraint: Any, value: str) -> bool:
     return exact == value or (isinstance(exact, list) and exact == [value])
 
 
-def _common_failure(failures: list[OverconstrainedError]) -> OverconstrainedError:
-    """The spec's failedConstraint: one that failed on every device examined,
-    else the first device's (the spec allows any)."""
-    names = [f.constraint for f in failures]
-    for failure in failures:
-        if names.count(failure.constraint) == len(failures):
-            return failure
-    return failures[0]
+def _capabilities(device: Device, running: dict[str, Any] | None) -> dict[str, Any]:
+    return device.capabilities if running is None else device.capabilities_in_use(running)
+
+
+def _common_failure(
+    failures: list[tuple[Device, OverconstrainedError]],
+    constraint_set: dict[str, Any],
+    running: RunningSettings,
+) -> OverconstrainedError:
+    """The spec's failedConstraint: a required constraint that no device
+    examined could meet, or "" when there is none (each device failed on
+    something else, or only on constraints together)."""
+    if len(failures) == 1:
+        return failures[0][1]
+    unmet = [
+        set(unmet_constraints(_capabilities(device, running(device)), constraint_set))
+        for device, _ in failures
+    ]
+    common = set.intersection(*unmet)
+    name = next((n for n in constraint_set if n in common), "")
+    reasons = "; ".join(f"{device.label}: {exc}" for device, exc in failures)
+    if name:
+        return OverconstrainedError(name, f"no device can meet {name}: {reasons}")
+    return OverconstrainedError("", f"no device meets these constraints together: {reasons}")
 
 
 def ring_format(device: Device, settings: dict[str, Any]) -> tuple[RingFormat, float]:

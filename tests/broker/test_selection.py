@@ -368,3 +368,31 @@ def test_an_unknown_constraint_is_ignored_and_logged_once_per_client(tmp_path: P
         assert_nothing_left(daemon)
     finally:
         daemon.close()
+
+
+def camera_up_to(width: int, height: int, key: str) -> Device:
+    base = fake_camera(key, f"camera up to {width}x{height}")
+    capabilities = video_capabilities(base.device_id, base.group_id, width, height, 30.0)
+    return dataclasses.replace(base, capabilities=capabilities)
+
+
+@pytest.mark.parametrize(
+    ("constraints", "failed"),
+    [
+        ({"width": {"min": 1500}}, "width"),  # neither can
+        ({"width": {"min": 1000}, "height": {"min": 900}}, ""),  # each fails on another
+        ({"width": {"min": 1000}, "height": {"min": 1100}}, "height"),  # both fail height
+    ],
+    ids=["both-width", "none-common", "both-height"],
+)
+def test_failed_constraint_is_one_no_device_meets_or_empty(
+    constraints: dict[str, Any], failed: str
+) -> None:
+    """Checklist #99, the spec's getUserMedia: failedConstraint is a required
+    constraint whose fitness distance was infinite on every device, or ""
+    when there is none (it used to name the first device's failure, which
+    another device met). Cameras up to 1280x720 and up to 640x1080."""
+    devices = [camera_up_to(1280, 720, "wide"), camera_up_to(640, 1080, "tall")]
+    with pytest.raises(OverconstrainedError) as caught:
+        choose_device(devices, "video", constraints, lambda device: None)
+    assert caught.value.constraint == failed, caught.value
