@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from conftest import assert_nothing_left
@@ -399,3 +400,17 @@ def test_stats_show_another_user_only_its_own(tmp_path: Path) -> None:
             "nobody's session to end",
             lambda: devices.broker_stats()["sessions"],
         )
+
+
+def test_a_users_sources_past_its_first_run_at_a_lower_priority(tmp_path: Path) -> None:
+    """Three sizes opened by one user: the first source's capture process
+    runs at nice 0, the next two at nice 19, so that under load another
+    user's first stream is scheduled before them (test_load measures it)."""
+    with serving(tmp_path, "") as daemon, MediaDevices(daemon.run_dir) as devices:
+        for width in (320, 160, 80):
+            video(devices, width, width * 3 // 4)
+        sources = sorted(
+            devices.broker_stats()["sources"], key=lambda s: int(s["id"].split("-")[0])
+        )
+        nice = [psutil.Process(s["pid"]).nice() for s in sources]
+        assert nice == [0, 19, 19], (nice, [s["id"] for s in sources])

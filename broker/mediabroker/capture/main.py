@@ -49,6 +49,7 @@ class CaptureSpec:
     status_endpoint: str
     parent_pid: int
     log_level: int = logging.INFO
+    nice: int = 0  # a lower CPU priority for sources past their user's fair share
 
 
 def decode_status(data: bytes) -> dict[str, Any]:
@@ -101,6 +102,8 @@ def capture_main(spec: CaptureSpec) -> None:
     )
     stop = _Stop(spec.parent_pid)
     signal.signal(signal.SIGTERM, stop)
+    if spec.nice:
+        os.nice(spec.nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     ctx = zmq.Context()
     status = ctx.socket(zmq.PUSH)

@@ -116,6 +116,7 @@ class Source:
         self.leases: set[Lease] = set()
         self.parent_lease: Lease | None = None  # a derived source's hold on its parent
         self.opener: int | None = None  # the uid whose request opened it (quotas)
+        self.nice = 0  # its capture process's CPU priority (SourceManager decides)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.counters: dict[str, float] = {}  # the backend's, as last reported
         self._config = config
@@ -176,6 +177,7 @@ class Source:
             self._status_endpoint,
             os.getpid(),
             self._config.log_level,
+            self.nice,
         )
         self._process = CaptureProcess(spec, self._on_exit)
         self._process.start()
