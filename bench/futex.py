@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ WORD, BEGIN, SENT_NS, END = range(4)
 
 
 def futex_available() -> bool:
-    return platform.machine() in ("x86_64", "aarch64")
+    return futex.available()
 
 
 class FutexSegment:

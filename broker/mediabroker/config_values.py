@@ -107,25 +107,24 @@ def socket_mode(value: Any, ctx: Context) -> int:
 
 
 def gid(value: Any, ctx: Context) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value:
-        try:
-            return grp.getgrnam(value).gr_gid
-        except KeyError:
-            raise ValueError(f"there is no group {value!r} on this system") from None
-    raise ValueError(f"must be a group name or a gid, got {value!r}")
+    return _name_or_id(value, "group", lambda name: grp.getgrnam(name).gr_gid)
 
 
 def uid(value: Any, ctx: Context) -> int:
+    return _name_or_id(value, "user", lambda name: pwd.getpwnam(name).pw_uid)
+
+
+def _name_or_id(value: Any, kind: str, look_up: Callable[[str], int]) -> int:
+    """A non-negative id as it is, a name through ``look_up`` (KeyError: unknown)."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str) and value:
         try:
-            return pwd.getpwnam(value).pw_uid
+            return look_up(value)
         except KeyError:
-            raise ValueError(f"there is no user {value!r} on this system") from None
-    raise ValueError(f"must be a user name or a uid, got {value!r}")
+            raise ValueError(f"there is no {kind} {value!r} on this system") from None
+    short = "gid" if kind == "group" else "uid"
+    raise ValueError(f"must be a {kind} name or a {short}, got {value!r}")
 
 
 def list_of(item: Parser) -> Parser:

@@ -156,9 +156,7 @@ def select_settings(
     return selection
 
 
-def unmet_constraints(
-    capabilities: Mapping[str, Any], constraints: Mapping[str, Any]
-) -> list[str]:
+def unmet_constraints(capabilities: Mapping[str, Any], constraints: Mapping[str, Any]) -> list[str]:
     """The required constraints of the basic set that no setting of these
     capabilities meets, each taken alone (the spec: "fitness distance
     infinity for all settings dictionaries examined"), in request order."""

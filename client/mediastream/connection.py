@@ -21,7 +21,6 @@ closes the connection; either way, the next request says ``hello`` again.
 from __future__ import annotations
 
 import contextlib
-import grp
 import itertools
 import logging
 import os
@@ -45,7 +44,7 @@ from .errors import (
     ProtocolError,
     error_from_wire,
 )
-from .paths import CONTROL, control_endpoint
+from .paths import CONTROL, control_endpoint, group_to_join
 
 __all__ = ["BrokerConnection"]
 
@@ -86,7 +85,7 @@ class BrokerConnection:
         except PermissionError as exc:
             raise NotAllowedError(
                 f"no access to the daemon's run dir {run_dir}: ask its administrator to add "
-                f"you to the group {_group_of(run_dir)} (the daemon's access.group setting)"
+                f"you to {group_to_join(run_dir)}"
             ) from exc
         if not present:
             raise NotReadableError(
@@ -368,14 +367,3 @@ class _IoLoop:
 def process_name() -> str:
     """How this process introduces itself to the daemon (shown in `stats`)."""
     return f"{Path(sys.argv[0]).name or 'python'}[{os.getpid()}]"
-
-
-def _group_of(run_dir: Path) -> str:
-    try:
-        gid = run_dir.stat().st_gid
-    except OSError:
-        return "that owns it"
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import platform
 
-__all__ = ["wait", "wake_all"]
+__all__ = ["available", "wait", "wake_all"]
 
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "i386": 240, "i686": 240}.get(platform.machine())
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
@@ -32,6 +32,11 @@ _libc.syscall.restype = ctypes.c_long
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def available() -> bool:
+    """Whether this machine's futex system call number is known."""
+    return _SYS_FUTEX is not None
 
 
 def wait(address: int, seen: int, timeout_s: float) -> None:

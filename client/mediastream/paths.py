@@ -7,6 +7,7 @@ turn one back into its file with `socket_path`.
 
 from __future__ import annotations
 
+import grp
 import os
 from pathlib import Path
 
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_SHM_PREFIX",
     "control_endpoint",
     "endpoint",
+    "group_to_join",
     "resolve_run_dir",
     "resolve_shm_prefix",
     "socket_path",
@@ -66,3 +68,17 @@ def socket_path(endpoint: str) -> Path:
 
 def control_endpoint(run_dir: Path) -> str:
     return endpoint(run_dir, CONTROL)
+
+
+def group_to_join(path: Path) -> str:
+    """What a user refused access to ``path`` (the run dir, a ring) should
+    ask for: "the group <its group> (the daemon's access.group setting)"."""
+    try:
+        gid = path.stat().st_gid
+    except OSError:
+        return "the daemon's group (its access.group setting)"
+    try:
+        name = grp.getgrgid(gid).gr_name
+    except KeyError:
+        name = str(gid)
+    return f"the group {name} (the daemon's access.group setting)"

@@ -52,7 +52,6 @@ file read-only; only the daemon unlinks.
 
 from __future__ import annotations
 
-import grp
 import mmap
 import os
 import re
@@ -76,6 +75,7 @@ from .frames import (
     AudioData,
     VideoFrame,
 )
+from .paths import group_to_join
 
 __all__ = [
     "PIXEL_FORMATS",
@@ -170,18 +170,6 @@ class AudioFormat:
 
 
 RingFormat = VideoFormat | AudioFormat
-
-
-def _no_permission_message(path: Path) -> str:
-    try:
-        gid = path.stat().st_gid
-        group = grp.getgrgid(gid).gr_name
-    except (OSError, KeyError):
-        group = "the daemon's"
-    return (
-        f"no permission to map {path}: ask the administrator to add you to the group "
-        f"{group} (the daemon's access.group setting)"
-    )
 
 
 def check_segment_name(name: str) -> str:
@@ -299,7 +287,10 @@ class Ring:
         except FileNotFoundError as exc:
             raise NotReadableError(f"ring {name!r} does not exist in {shm_dir}") from exc
         except PermissionError as exc:
-            raise NotAllowedError(_no_permission_message(path)) from exc
+            raise NotAllowedError(
+                f"no permission to map {path}: ask the administrator to add you to "
+                f"{group_to_join(path)}"
+            ) from exc
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:

@@ -19,7 +19,7 @@ import time
 import integrity_children  # tests/support is on the path: the package needs psutil
 
 from mediastream import fences
-from mediastream.ring import Ring
+from mediastream.ring import Doorbell, Ring
 
 FORK = multiprocessing.get_context("fork")
 
@@ -28,15 +28,16 @@ def main(name: str, frames: int, limit_s: float) -> None:
     writer = FORK.Process(target=integrity_children.write_flat_out, args=(name,))
     writer.start()
     with Ring.open(name) as ring:
-        deadline = time.monotonic() + 60
-        while int(ring.header["newest"]) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        doorbell, deadline = Doorbell(ring), time.monotonic() + 60
+        while (seen := doorbell.value()) == 0 and time.monotonic() < deadline:
+            doorbell.wait(seen, 1.0)  # the writer's first commit rings it
         mine, theirs = FORK.Pipe(duplex=False)
         args = (name, None, frames, limit_s, theirs)
         reader = FORK.Process(target=integrity_children.check_frames, args=args)
         reader.start()
         theirs.close()
         counts, torn = mine.recv() if mine.poll(limit_s + 60) else ({}, ["no answer"])
+        del doorbell  # holds the mapping
     with Ring.open(name, writable=True) as ring:
         ring.mark_ended()  # the writer's signal to stop
     reader.join(30)

@@ -38,6 +38,7 @@ __all__ = [
     "describe_gid",
     "describe_uid",
     "log_refusal",
+    "over_limit",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,17 @@ def log_refusal(peer: PeerCredentials, kind: str, why: str) -> None:
         describe_uid(peer.uid),
         why,
     )
+
+
+def over_limit(
+    config: BrokerConfig, peer: PeerCredentials, kind: str, field: str, shown: object, what: str
+) -> str:
+    """Log a refusal for a ``[limits]`` key (``field``, a BrokerConfig field)
+    and return the sentence that names it, its value ``shown`` and the file,
+    to end with what the client can do."""
+    key = KEY_OF_FIELD[field]
+    log_refusal(peer, kind, f"{what} ({key})")
+    return f"{what} ({key} = {shown} in {config.config_path or 'the defaults'})"
 
 
 def _process_name(pid: int) -> str:

@@ -24,8 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from mediabroker.config import KEY_OF_FIELD, BrokerConfig
-from mediabroker.daemon.access import check_peer, describe_uid, log_refusal
+from mediabroker.config import BrokerConfig
+from mediabroker.daemon.access import check_peer, describe_uid, over_limit
 from mediabroker.daemon.sessions import Session, SessionTable
 from mediabroker.daemon.zmtp import (
     Cap,
@@ -155,18 +155,15 @@ class ControlServer:
     def _refused(self, peer: PeerCredentials, cap: Cap) -> bytes:
         """Log a refused connection; the notice that tells its client why."""
         if cap is Cap.TOTAL:
-            held, key = len(self.server), KEY_OF_FIELD["max_connections"]
-            who = "the daemon holds"
+            field, shown, who = "max_connections", self.config.max_connections, "the daemon"
+            held = len(self.server)
         else:
-            held = self.server.connections_of(peer.uid)
-            key, who = KEY_OF_FIELD["connections_per_user"], f"user {describe_uid(peer.uid)} holds"
-        log_refusal(peer, "a connection", f"{who} {held} connections, the limit ({key})")
-        reason = (
-            f"{who} {held} connections to the daemon, the limit ({key} in "
-            f"{self.config.config_path or 'the defaults'}): close some, or ask the "
-            "administrator to raise it"
-        )
-        return wire.encode_notice("session", "refused", reason=reason)
+            field, shown = "connections_per_user", self.config.connections_per_user
+            who, held = f"user {describe_uid(peer.uid)}", self.server.connections_of(peer.uid)
+        what = f"{who} holds {held} connections to the daemon, the limit"
+        reason = over_limit(self.config, peer, "a connection", field, shown, what)
+        advice = "close some, or ask the administrator to raise it"
+        return wire.encode_notice("session", "refused", reason=f"{reason}: {advice}")
 
     async def _answer_in_turn(
         self,
@@ -224,12 +221,10 @@ class ControlServer:
         held, limit = len(self._sessions.of_uid(peer.uid)), self.config.sessions_per_user
         if held < limit:
             return
-        key = KEY_OF_FIELD["sessions_per_user"]
-        log_refusal(peer, "a session", f"it holds {held} sessions, the limit ({key})")
+        what = f"user {describe_uid(peer.uid)} has {held} sessions open, the limit"
+        reason = over_limit(self.config, peer, "a session", "sessions_per_user", limit, what)
         raise NotReadableError(
-            f"user {describe_uid(peer.uid)} has {held} sessions open, the limit "
-            f"({KEY_OF_FIELD['sessions_per_user']} in {self.config.config_path or 'the defaults'}"
-            "): close MediaDevices it no longer uses, or ask the administrator to raise it"
+            f"{reason}: close MediaDevices it no longer uses, or ask the administrator to raise it"
         )
 
     async def _bye(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:

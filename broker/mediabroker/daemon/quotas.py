@@ -24,9 +24,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from mediabroker.config import KEY_OF_FIELD, BrokerConfig
+from mediabroker.config import BrokerConfig
 from mediabroker.config_values import MIB
-from mediabroker.daemon.access import describe_uid, log_refusal
+from mediabroker.daemon.access import describe_uid, over_limit
 from mediabroker.daemon.sessions import Session
 from mediabroker.daemon.tracks import TrackRecord, TrackTable
 from mediabroker.sources import Source
@@ -95,28 +95,32 @@ class SourceQuota:
                 del self._pending[uid]
 
     def _check(self, session: Session, sources: int, used: int, needed: int) -> None:
-        where = self.config.config_path or "the defaults"
-        user = describe_uid(session.peer.uid)
-        limit = self.config.sources_per_user
-        if sources >= limit:
-            key = KEY_OF_FIELD["sources_per_user"]
-            log_refusal(session.peer, "a source", f"it has {sources} sources, the limit ({key})")
+        config, peer, user = self.config, session.peer, describe_uid(session.peer.uid)
+        if sources >= config.sources_per_user:
+            what = (
+                f"user {user} has {sources} distinct sources running (sizes, rates or "
+                "formats), the limit"
+            )
+            reason = over_limit(
+                config, peer, "a source", "sources_per_user", config.sources_per_user, what
+            )
             raise NotReadableError(
-                f"user {user} has {sources} distinct sources running (sizes, rates or formats), "
-                f"the limit ({key} = {limit} in {where}): ask for a size its tracks already "
-                "read, stop some, or ask the administrator to raise it"
+                f"{reason}: ask for a size its tracks already read, stop some, or ask the "
+                "administrator to raise it"
             )
         share = self.shm_limit_bytes()
         # With the default share a user's first ring always passes (the
         # budget and /dev/shm's own room still apply): one large stream on a
         # small /dev/shm is no abuse, and its error says what is short.
-        first = sources == 0 and self.config.shm_per_user_bytes is None
+        first = sources == 0 and config.shm_per_user_bytes is None
         if not first and used + needed > share:
-            key = KEY_OF_FIELD["shm_per_user_bytes"]
-            log_refusal(session.peer, "a ring", f"its rings would pass its share ({key})")
-            raise NotReadableError(
+            what = (
                 f"a new ring of {needed / MIB:.1f} MiB would take user {user}'s rings to "
-                f"{(used + needed) / MIB:.1f} MiB, over its share of shared memory "
-                f"({key} = {share / MIB:.1f} in {where}): ask for smaller frames, stop "
-                "other streams, or ask the administrator to raise it"
+                f"{(used + needed) / MIB:.1f} MiB, over its share of shared memory"
+            )
+            shown = f"{share / MIB:.1f}"
+            reason = over_limit(config, peer, "a ring", "shm_per_user_bytes", shown, what)
+            raise NotReadableError(
+                f"{reason}: ask for smaller frames, stop other streams, or ask the "
+                "administrator to raise it"
             )

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mediabroker.config import KEY_OF_FIELD, BrokerConfig
-from mediabroker.daemon.access import describe_uid, log_refusal
+from mediabroker.config import BrokerConfig
+from mediabroker.daemon.access import describe_uid, over_limit
 from mediabroker.daemon.sessions import Session
 from mediabroker.daemon.shared_streams import StreamRegistry
 from mediabroker.sources import Lease, Source
@@ -143,13 +143,12 @@ class TrackTable:
             )
         held, limit = len(self.of_uid(session.peer.uid)), self._config.tracks_per_user
         if held + wanted > limit:
-            key = KEY_OF_FIELD["tracks_per_user"]
-            log_refusal(session.peer, "a track", f"it holds {held} tracks, the limit ({key})")
+            what = f"user {describe_uid(session.peer.uid)} holds {held} tracks, the limit"
+            reason = over_limit(
+                self._config, session.peer, "a track", "tracks_per_user", limit, what
+            )
             raise NotReadableError(
-                f"user {describe_uid(session.peer.uid)} holds {held} tracks, the limit "
-                f"({key} = {limit} in "
-                f"{self._config.config_path or 'the defaults'}): stop tracks it no longer "
-                "reads, or ask the administrator to raise it"
+                f"{reason}: stop tracks it no longer reads, or ask the administrator to raise it"
             )
 
     def release(self, track: TrackRecord) -> None:
