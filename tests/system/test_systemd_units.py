@@ -278,3 +278,14 @@ def test_tmpfiles_creates_the_run_dir_like_the_unit(tmp_path: Path) -> None:
             if line.startswith("mediabroker:")
         )
         assert run_dir.stat().st_uid == int(uid)
+
+
+def test_the_system_unit_gives_the_connection_caps_their_descriptors() -> None:
+    """LimitNOFILE covers limits.connections plus the daemon's headroom: the
+    caps, not the fd limit, must be what refuses connections (libzmq once
+    aborted the daemon when fds ran out)."""
+    from mediabroker.config import BrokerConfig
+    from mediabroker.daemon.broker import FD_HEADROOM
+
+    limit = int(_one(_parse_unit(SYSTEM_UNIT), "Service", "LimitNOFILE"))
+    assert limit >= BrokerConfig().max_connections + FD_HEADROOM, limit

@@ -171,6 +171,26 @@ def test_caps_refuse_the_excess_and_tell_it_why(tmp_path: Path) -> None:
     serve(tmp_path / "s", scenario)
 
 
+def test_the_total_cap_refuses_past_it_whoever_connects(tmp_path: Path) -> None:
+    """total 2 (per uid 5): a third connection is refused with Cap.TOTAL."""
+    limits = ConnectionLimits(total=2, per_uid=5, max_message_bytes=1024)
+
+    async def scenario(server: ZmtpServer, seen: Recorder) -> None:
+        ctx = zmq.asyncio.Context()
+        held = [dealer(ctx, tmp_path / "s") for _ in range(2)]
+        for peer in held:
+            await peer.send(b"x")
+            await asyncio.wait_for(peer.recv(), 5)
+        late = dealer(ctx, tmp_path / "s")
+        assert await asyncio.wait_for(late.recv(), 5) == b"refused"
+        assert seen.refused == [Cap.TOTAL] and len(server) == 2
+        for peer in [*held, late]:
+            peer.close()
+        ctx.term()
+
+    serve(tmp_path / "s", scenario, limits)
+
+
 def test_a_peer_that_does_not_read_has_its_messages_dropped(tmp_path: Path) -> None:
     """The send buffer limit: messages beyond it are counted, not queued."""
     limits = ConnectionLimits(4, 3, 1024, send_buffer_bytes=64 * 1024)
