@@ -4,6 +4,11 @@ from mediastream import MediaDevices
 with MediaDevices() as md:
     stream = md.getUserMedia({"video": {"width": 640, "height": 480}})
     frame = stream.getVideoTracks()[0].read(timeout=1.0)   # numpy view, no copy
+
+Typed (py.typed): ``getVideoTracks()`` gives `VideoTrack`s, whose reads are
+`VideoFrame`s, and ``getAudioTracks()`` `AudioTrack`s reading `AudioData`;
+both are `MediaStreamTrack` (``MediaStreamTrack[VideoFrame]`` and
+``MediaStreamTrack[AudioData]``), which is the class to use with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -27,11 +32,12 @@ from .errors import (
 from .events import Event, MediaStreamTrackEvent
 from .frames import AudioData, VideoFrame
 from .stream import MediaStream
-from .track import MediaStreamTrack
+from .track import AudioTrack, MediaStreamTrack, VideoTrack
 
 __all__ = [
     "AbortError",
     "AudioData",
+    "AudioTrack",
     "ConstraintTypeError",
     "DeviceChangeEvent",
     "Event",
@@ -51,6 +57,7 @@ __all__ = [
     "ProtocolError",
     "ReadTimeoutError",
     "VideoFrame",
+    "VideoTrack",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -19,7 +19,7 @@ from .errors import ConstraintTypeError, InvalidStateError, MediaStreamError, Pr
 from .events import Event, EventHandler, EventTarget
 from .paths import resolve_run_dir
 from .stream import MediaStream
-from .track import MediaStreamTrack
+from .track import AUDIO, VIDEO, AudioTrack, MediaStreamTrack, ReadT, TrackMedia, VideoTrack
 from .wire import SUPPORTED_CONSTRAINTS, DeviceInfoDict, TrackInfoDict
 
 __all__ = ["DeviceChangeEvent", "InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
@@ -229,15 +229,15 @@ class MediaDevices(EventTarget):
     def _connection_request(self, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._live_connection().request(op, args)
 
-    def _adopt_tracks(self, infos: list[TrackInfoDict]) -> list[MediaStreamTrack]:
+    def _adopt_tracks(self, infos: list[TrackInfoDict]) -> list[VideoTrack | AudioTrack]:
         """Tracks for all of ``infos``, or none: when one cannot be opened (its
         ring cannot be mapped, say), the others are stopped and the daemon
         told to release the rest, so that nothing is held that the caller
         never got."""
-        adopted: list[MediaStreamTrack] = []
+        adopted: list[VideoTrack | AudioTrack] = []
         try:
             for info in infos:
-                adopted.append(self._adopt_track(info))
+                adopted.append(self._adopt_either(info))
         except BaseException:
             for track in adopted:
                 track.stop()
@@ -247,8 +247,16 @@ class MediaDevices(EventTarget):
             raise
         return adopted
 
-    def _adopt_track(self, info: TrackInfoDict) -> MediaStreamTrack:
-        track = MediaStreamTrack(self, info)
+    def _adopt_either(self, info: TrackInfoDict) -> VideoTrack | AudioTrack:
+        """A track typed by its kind (anything but video is audio, as ``kind`` says)."""
+        if info["kind"] == "video":
+            return self._adopt_track(info, VIDEO)
+        return self._adopt_track(info, AUDIO)
+
+    def _adopt_track(
+        self, info: TrackInfoDict, media: TrackMedia[ReadT]
+    ) -> MediaStreamTrack[ReadT]:
+        track = MediaStreamTrack(self, info, media)
         with self._tracks_lock:
             self._tracks[track.id] = track
         self._replay_early(f"track/{track.id}")
@@ -318,7 +326,7 @@ class MediaDevices(EventTarget):
 
     def _on_attached_stream_event(self, stream: MediaStream, payload: dict[str, Any]) -> None:
         if payload["type"] == "addtrack":
-            stream._add_track_by_source(self._adopt_track(payload["track"]))
+            stream._add_track_by_source(self._adopt_either(payload["track"]))
         elif payload["type"] == "removetrack":
             track = stream.getTrackById(str(payload.get("trackId")))
             if track is not None:

@@ -29,10 +29,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, overload, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Protocol,
+    cast,
+    overload,
+    runtime_checkable,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVar
+
+    from .track import AudioTrack, VideoTrack
 else:
     from typing import TypeVar
 
@@ -132,9 +143,10 @@ class MediaStreamTrackEvent(Event):
         self._track = _track_from_init(init)
 
     @property
-    def track(self) -> TrackLike:
+    def track(self) -> VideoTrack | AudioTrack:
         """The track that was added or removed."""
-        return self._track
+        # Typed as the tracks MediaStream fires with, so a listener can read it.
+        return cast("VideoTrack | AudioTrack", self._track)
 
     def __repr__(self) -> str:
         return f"<MediaStreamTrackEvent {self.type!r} track={self._track.id!r}>"

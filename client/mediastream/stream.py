@@ -8,6 +8,10 @@ modifies the tracks"); the daemon's changes go through
 ``_add_track_by_source()`` / ``_remove_track_by_source()``, which fire
 ``addtrack`` / ``removetrack``. Track order is insertion order, which the spec
 leaves to the implementation; do not rely on it.
+
+The track lists are typed by kind (`VideoTrack`, `AudioTrack`), so reading
+``stream.getVideoTracks()[0]`` gives a `VideoFrame` to a type checker. Methods
+that take a track take either kind (a bare `MediaStreamTrack`).
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeGuard, cast
 
 from .events import Event, EventHandler, EventTarget, MediaStreamTrackEvent, TrackLike
 
 if TYPE_CHECKING:
-    from .track import MediaStreamTrack
+    from .track import AudioTrack, MediaStreamTrack, VideoTrack
 
 __all__ = ["MediaStream"]
 
@@ -49,7 +53,7 @@ class MediaStream(EventTarget[Event]):
         self._lock = threading.Lock()
         # Keyed by object identity: membership is "this track object", and
         # tracks need not be hashable.
-        self._tracks: dict[int, MediaStreamTrack] = {}
+        self._tracks: dict[int, VideoTrack | AudioTrack] = {}
         self._observers: list[Callable[[MediaStream], None]] = []
         for track in _initial_tracks(init):
             self._insert(track)
@@ -64,20 +68,20 @@ class MediaStream(EventTarget[Event]):
         """True when at least one track's ``readyState`` is not ``"ended"``."""
         return any(track.readyState != "ended" for track in self.getTracks())
 
-    def getTracks(self) -> list[MediaStreamTrack]:
+    def getTracks(self) -> list[VideoTrack | AudioTrack]:
         """A new list of every track; changing it does not change the stream."""
         with self._lock:
             return list(self._tracks.values())
 
-    def getAudioTracks(self) -> list[MediaStreamTrack]:
+    def getAudioTracks(self) -> list[AudioTrack]:
         """A new list of the tracks whose ``kind`` is ``"audio"``."""
-        return [track for track in self.getTracks() if track.kind == "audio"]
+        return [track for track in self.getTracks() if _is_audio(track)]
 
-    def getVideoTracks(self) -> list[MediaStreamTrack]:
+    def getVideoTracks(self) -> list[VideoTrack]:
         """A new list of the tracks whose ``kind`` is ``"video"``."""
-        return [track for track in self.getTracks() if track.kind == "video"]
+        return [track for track in self.getTracks() if _is_video(track)]
 
-    def getTrackById(self, trackId: str) -> MediaStreamTrack | None:
+    def getTrackById(self, trackId: str) -> VideoTrack | AudioTrack | None:
         """The member track whose ``id`` is ``trackId``, or None."""
         return next((t for t in self.getTracks() if t.id == trackId), None)
 
@@ -102,7 +106,7 @@ class MediaStream(EventTarget[Event]):
         """A new stream (new id) holding ``t.clone()`` of each track."""
         return MediaStream([track.clone() for track in self.getTracks()])
 
-    def _add_track_by_source(self, track: MediaStreamTrack) -> bool:
+    def _add_track_by_source(self, track: VideoTrack | AudioTrack) -> bool:
         """The spec's "add a track": add, then fire ``addtrack`` if it was new.
 
         For the client library, when the daemon adds ``track``. Returns
@@ -132,7 +136,7 @@ class MediaStream(EventTarget[Event]):
                 self.dispatchEvent(Event("inactive"))
         return changed
 
-    def _insert(self, track: MediaStreamTrack) -> bool:
+    def _insert(self, track: VideoTrack | AudioTrack) -> bool:
         """Add ``track`` unless present; whether it was added."""
         with self._lock:
             if id(track) in self._tracks:
@@ -170,7 +174,7 @@ class MediaStream(EventTarget[Event]):
         return f"<MediaStream {self._id!r} {state} tracks={len(tracks)}>"
 
 
-def _initial_tracks(init: object) -> list[MediaStreamTrack]:
+def _initial_tracks(init: object) -> list[VideoTrack | AudioTrack]:
     """The tracks a constructor argument names, all checked before any is added."""
     if init is None:
         return []
@@ -181,11 +185,21 @@ def _initial_tracks(init: object) -> list[MediaStreamTrack]:
     raise TypeError(f"MediaStream() takes a MediaStream or a list of tracks, not {init!r}")
 
 
-def _checked(track: object) -> MediaStreamTrack:
+def _checked(track: object) -> VideoTrack | AudioTrack:
     """``track`` itself; raises TypeError when it is not a track."""
     if not isinstance(track, TrackLike):
         raise TypeError(f"expected a MediaStreamTrack, not {track!r}")
-    return cast("MediaStreamTrack", track)  # any TrackLike behaves as one here
+    # Any TrackLike behaves as one here, and a real track's type parameter
+    # follows its kind (MediaDevices builds them so).
+    return cast("VideoTrack | AudioTrack", track)
+
+
+def _is_video(track: VideoTrack | AudioTrack) -> TypeGuard[VideoTrack]:
+    return track.kind == "video"
+
+
+def _is_audio(track: VideoTrack | AudioTrack) -> TypeGuard[AudioTrack]:
+    return track.kind == "audio"
 
 
 def _observe_end(track: object, observer: Callable[[], None], *, add: bool) -> None:

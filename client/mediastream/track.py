@@ -1,4 +1,16 @@
-"""MediaStreamTrack: a proxy for one track the daemon holds for this process."""
+"""MediaStreamTrack: a proxy for one track the daemon holds for this process.
+
+Design note. A track is generic in what it reads, so that a user's own
+``mypy --strict`` sees `VideoFrame` from a video track and `AudioData` from
+an audio one without casts: `VideoTrack` is ``MediaStreamTrack[VideoFrame]``
+and `AudioTrack` is ``MediaStreamTrack[AudioData]``. There is one class at
+run time (``type(track) is MediaStreamTrack`` for both kinds); the parameter
+comes from the `TrackMedia` a track is built with, which also holds the
+track's zero-information content for when it is disabled. The parameter is
+covariant with a default of ``VideoFrame | AudioData``, so a bare
+``MediaStreamTrack`` annotation means "a track of either kind" and accepts
+both.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +21,80 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias
 
 import numpy as np
 
-from .errors import ConstraintTypeError, InvalidStateError, NotReadableError, ReadTimeoutError
+from .errors import (
+    ConstraintTypeError,
+    InvalidStateError,
+    NotReadableError,
+    ProtocolError,
+    ReadTimeoutError,
+)
 from .events import Event, EventHandler, EventTarget
 from .frames import AudioData, VideoFrame, black_frame
 from .reader import ReaderClosed, SourceReader
 from .wire import TrackInfoDict
 
 if TYPE_CHECKING:
-    from .devices import MediaDevices
+    from typing_extensions import TypeVar
 
-__all__ = ["MediaStreamTrack"]
+    from .devices import MediaDevices
+else:
+    from typing import TypeVar
+
+__all__ = ["AudioTrack", "MediaStreamTrack", "VideoTrack"]
 
 log = logging.getLogger(__name__)
 
 INHERENT_PROPERTIES = frozenset({"deviceId", "groupId", "facingMode"})
 ASYNC_SLICE_S = 0.5
 
+ReadT = TypeVar("ReadT", bound=VideoFrame | AudioData)  # what one read returns
+if TYPE_CHECKING:
+    # Covariant: a VideoTrack is a MediaStreamTrack. The default (PEP 696)
+    # makes a bare MediaStreamTrack mean a track of either kind; the stdlib
+    # TypeVar takes ``default`` from 3.13 on, type checkers ship typing_extensions.
+    MediaT = TypeVar(
+        "MediaT", bound=VideoFrame | AudioData, covariant=True, default=VideoFrame | AudioData
+    )
+else:
+    MediaT = TypeVar("MediaT", bound=VideoFrame | AudioData, covariant=True)
 
-class MediaStreamTrack(EventTarget):
+
+@dataclass(frozen=True, slots=True)
+class TrackMedia(Generic[ReadT]):
+    """What a track of one kind reads (`VIDEO` or `AUDIO`; internal)."""
+
+    kind: Literal["audio", "video"]
+    item_type: type[ReadT]
+    blank: Callable[[ReadT], ReadT]
+    """The spec's zero-information content of a disabled track, for one read."""
+
+    def narrow(self, item: VideoFrame | AudioData) -> ReadT:
+        """``item`` itself; raises `ProtocolError` when it is of the other kind."""
+        if isinstance(item, self.item_type):
+            return item
+        raise ProtocolError(f"a {self.kind} track's ring delivered {type(item).__name__}")
+
+
+def _silence(data: AudioData) -> AudioData:
+    return AudioData(np.zeros_like(data.data), data.sampleRate, data.timestamp, data.position)
+
+
+VIDEO = TrackMedia("video", VideoFrame, black_frame)
+AUDIO = TrackMedia("audio", AudioData, _silence)
+
+
+class MediaStreamTrack(EventTarget, Generic[MediaT]):
     """One audio or video track. Created by `MediaDevices.getUserMedia` and
     `clone()`, never directly.
+
+    Generic in what `read()` returns: `VideoTrack` (a
+    ``MediaStreamTrack[VideoFrame]``) or `AudioTrack`; ``kind`` says which
+    at run time.
 
     Events: ``ended`` (the source ended: device gone, daemon gone; never
     after `stop()`), ``mute`` and ``unmute`` (the source paused, e.g. its
@@ -43,10 +105,18 @@ class MediaStreamTrack(EventTarget):
     onmute = EventHandler()
     onunmute = EventHandler()
 
-    def __init__(self, devices: MediaDevices, info: TrackInfoDict, *, live: bool = True) -> None:
+    def __init__(
+        self,
+        devices: MediaDevices,
+        info: TrackInfoDict,
+        media: TrackMedia[MediaT],
+        *,
+        live: bool = True,
+    ) -> None:
         super().__init__()
         self._devices = devices
         self._info = info
+        self._media = media
         self._ready_state: Literal["live", "ended"] = "live" if live else "ended"
         self._stopped = False
         self._muted = bool(info["muted"])
@@ -146,23 +216,23 @@ class MediaStreamTrack(EventTarget):
         except (NotReadableError, InvalidStateError) as exc:
             log.debug("stopTrack %s: %s (the daemon releases it anyway)", self.id, exc)
 
-    def clone(self) -> MediaStreamTrack:
+    def clone(self) -> MediaStreamTrack[MediaT]:
         """A new track (new id) on the same source; a clone of an ended track is ended."""
         if self._ready_state == "ended":
             ended = MediaStreamTrack(
-                self._devices, {**self._info, "id": str(uuid.uuid4())}, live=False
+                self._devices, {**self._info, "id": str(uuid.uuid4())}, self._media, live=False
             )
             ended._end_reason = self._end_reason
             return ended
         result = self._devices._connection_request("cloneTrack", {"trackId": self.id})
-        return self._devices._adopt_track(result["track"])
+        return self._devices._adopt_track(result["track"], self._media)
 
     def _swap_reader(self, info: TrackInfoDict) -> None:
         new = SourceReader(info["ring"], self._is_live)
         old, self._reader = self._reader, new
         self._retire(old)  # a read blocked on it retries on the new one
 
-    def read(self, timeout: float | None = None) -> VideoFrame | AudioData:
+    def read(self, timeout: float | None = None) -> MediaT:
         """Block until media newer than the last read is there and return it.
 
         Video: the newest frame not yet returned, as a zero-copy view (older
@@ -179,9 +249,9 @@ class MediaStreamTrack(EventTarget):
             raise NotReadableError(self._end_reason or f"track {self.id} has ended") from None
         if self._enabled:
             return item
-        return black_frame(item) if isinstance(item, VideoFrame) else _silence(item)
+        return self._media.blank(item)
 
-    def frames(self, timeout: float | None = None) -> Iterator[VideoFrame | AudioData]:
+    def frames(self, timeout: float | None = None) -> Iterator[MediaT]:
         """Iterate over `read()` until the track ends (a stop or the source
         ending finishes the iteration; a timeout raises)."""
         while True:
@@ -192,7 +262,7 @@ class MediaStreamTrack(EventTarget):
                     return
                 raise
 
-    async def aread(self, timeout: float | None = None) -> VideoFrame | AudioData:
+    async def aread(self, timeout: float | None = None) -> MediaT:
         """`read()` for asyncio: waits in a worker thread, in short slices so a
         cancelled task frees its thread soon after."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -204,7 +274,7 @@ class MediaStreamTrack(EventTarget):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise
 
-    async def __aiter__(self) -> AsyncIterator[VideoFrame | AudioData]:
+    async def __aiter__(self) -> AsyncIterator[MediaT]:
         """``async for frame in track``: until the track stops or ends."""
         while True:
             try:
@@ -228,10 +298,10 @@ class MediaStreamTrack(EventTarget):
             "totalFrames": delivered + discarded,
         }
 
-    def _read_any_reader(self, timeout: float | None) -> VideoFrame | AudioData:
+    def _read_any_reader(self, timeout: float | None) -> MediaT:
         while True:
             try:
-                return self._live_reader().read(timeout)
+                return self._media.narrow(self._live_reader().read(timeout))
             except ReaderClosed:
                 if self._reader is None:
                     raise NotReadableError(self._end_reason or "the track ended") from None
@@ -296,5 +366,8 @@ class MediaStreamTrack(EventTarget):
         return f"<MediaStreamTrack {self.kind} {self.label!r} id={self.id} {self._ready_state}>"
 
 
-def _silence(data: AudioData) -> AudioData:
-    return AudioData(np.zeros_like(data.data), data.sampleRate, data.timestamp, data.position)
+VideoTrack: TypeAlias = MediaStreamTrack[VideoFrame]
+"""A video track: `read()` gives a `VideoFrame`. For annotations only:
+``isinstance`` takes `MediaStreamTrack`, and ``track.kind`` tells the kind."""
+AudioTrack: TypeAlias = MediaStreamTrack[AudioData]
+"""An audio track: `read()` gives `AudioData`. For annotations only."""
