@@ -12,7 +12,7 @@ restart.
     run_dir = "/run/mediabroker"       shm_prefix = "mediabroker."     log_level = "info"
     [access]   group, socket_mode, allow_users, allow_groups
     [sessions] heartbeat_s
-    [rings]    slots, audio_seconds, shm_budget_mib
+    [rings]    slots, held_frames, audio_seconds, shm_budget_mib
     [limits]   connections, {connections,sessions,tracks,sources}_per_user, shm_per_user_mib
     [devices]  fake, hardware, allow, deny, idle_close_s, scan_interval_s
     [[devices.files]] path, label, loop
@@ -32,6 +32,7 @@ from typing import Any
 from mediabroker import config_values as values
 from mediabroker.errors import ConfigError
 from mediabroker.sources.policy import STALL_S, RestartPolicy
+from mediastream.holds import HOLD_ENTRIES
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
 from mediastream.ring import SHM_DIR, check_segment_name
 
@@ -74,6 +75,7 @@ class BrokerConfig:
     device_deny: tuple[str, ...] = ()  # glob patterns; a match hides the device
     device_scan_s: float = 1.0  # how often the device list is re-read (hot-plug)
     ring_slots: int = 8
+    held_frames: int = 2  # frames one track may hold (read(hold=True)) at once
     audio_ring_s: float = 2.0  # seconds of audio an audio ring holds
     shm_budget_bytes: int | None = None  # all of this prefix's rings together; None: no cap
     idle_close_s: float = 3.0  # grace before a source nobody uses closes
@@ -162,6 +164,7 @@ SCHEMA: Schema = {
     },
     "rings": {
         "slots": ("ring_slots", values.number(2, 1024, integer=True)),
+        "held_frames": ("held_frames", values.number(1, HOLD_ENTRIES, integer=True)),
         "audio_seconds": ("audio_ring_s", values.number(0.1, 60)),
         "shm_budget_mib": ("shm_budget_bytes", values.mib_amount),
     },

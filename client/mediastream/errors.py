@@ -9,6 +9,7 @@
      +-- OverconstrainedError       no setting satisfies a required constraint
      +-- ReadTimeoutError           also a builtin TimeoutError
      +-- FrameOverwrittenError      a zero-copy frame was reused by the writer
+     +-- HoldLimitError             no more frames may be held on this track or ring
      +-- ProtocolError              a malformed message; also a ValueError
      +-- ConstraintTypeError        the spec's TypeError; also a builtin TypeError
 
@@ -26,6 +27,7 @@ __all__ = [
     "AbortError",
     "ConstraintTypeError",
     "FrameOverwrittenError",
+    "HoldLimitError",
     "InvalidStateError",
     "MediaStreamError",
     "NotAllowedError",
@@ -99,6 +101,10 @@ class FrameOverwrittenError(MediaStreamError):
     """The writer reused a frame's slot before a copy of it was complete."""
 
 
+class HoldLimitError(MediaStreamError):
+    """``read(hold=True)`` past the frames a track or its ring may hold."""
+
+
 class ProtocolError(MediaStreamError, ValueError):
     """A message that does not follow `mediastream.wire`."""
 
@@ -119,6 +125,7 @@ _BY_NAME: dict[str, type[MediaStreamError]] = {
     cls.__name__: cls
     for cls in (
         AbortError,
+        HoldLimitError,
         InvalidStateError,
         NotAllowedError,
         NotFoundError,

@@ -5,6 +5,9 @@ is there, it is returned at once, with no system call. Only when there is
 none does the reader wait, on the ring's doorbell (a futex on its
 ``newest`` word, `mediastream.ring.Doorbell`), from the value it saw before
 it looked: a frame published in between makes the wait return at once.
+
+A read with ``hold`` holds the frame it returns (`mediastream.holds`); a
+frame the writer took back first is passed over for the next one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 
 from .errors import NotReadableError, ReadTimeoutError
 from .frames import AudioData, VideoFrame
+from .holds import HoldTable
 from .ring import AudioReader, Doorbell, Ring, VideoReader
 
 __all__ = ["ReaderClosed", "SourceReader"]
@@ -43,23 +47,45 @@ class SourceReader:
         self._closed = False  # set first, without the lock: a waiting read gives up
         self._released = False
         self._lock = threading.Lock()  # one read at a time; close waits for it
+        self.holds: HoldTable | None = None  # set by `attach_holds` before a held read
         self.last_seq = 0
         self.delivered = 0
         self.discarded = 0
 
-    def read(self, timeout: float | None) -> VideoFrame | AudioData:
-        """The next frame (newest not yet returned) or audio block. Raises
-        `ReadTimeoutError`, or `NotReadableError` when the source ends."""
+    @property
+    def ring_name(self) -> str:
+        return self._ring.name
+
+    def attach_holds(self, table: HoldTable) -> None:
+        """The hold table `read` holds frames in (registered with the daemon)."""
+        self.holds = table
+
+    def read(self, timeout: float | None, hold_for: str = "") -> VideoFrame | AudioData:
+        """The next frame (newest not yet returned) or audio block. A video
+        frame is held when ``hold_for`` names the track (`attach_holds`
+        first). Raises `ReadTimeoutError`, `HoldLimitError`, or
+        `NotReadableError` when the source ends."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        holds = self.holds if hold_for and isinstance(self._frames, VideoReader) else None
         with self._lock:
+            if holds is not None:
+                holds.check_room(hold_for)
             while True:
                 if self._closed:
                     raise ReaderClosed
                 seen = self._doorbell.value()
                 item = self._take()
+                if holds is not None and isinstance(item, VideoFrame):
+                    item = self._hold(holds, item)
                 if item is not None:
                     return item
                 self._wait(deadline, seen)
+
+    def _hold(self, holds: HoldTable, frame: VideoFrame) -> VideoFrame | None:
+        held = holds.hold(frame)
+        if held is None:  # the writer took the slot back first: it counts as missed
+            self.delivered, self.discarded = self.delivered - 1, self.discarded + 1
+        return held
 
     def _take(self) -> VideoFrame | AudioData | None:
         if isinstance(self._frames, AudioReader):
@@ -95,11 +121,14 @@ class SourceReader:
         return frames.newest_seq if isinstance(frames, VideoReader) else frames.position
 
     def close(self) -> None:
-        """Idempotent. Frames already handed out stay readable."""
+        """Idempotent. Frames already handed out stay readable; held ones are
+        released."""
         self._closed = True  # a read waiting on this reader gives up within a slice
         with self._lock:
             if self._released:
                 return
             self._released = True
+            if self.holds is not None:
+                self.holds.close()
             del self._doorbell
             self._ring.close()

@@ -7,7 +7,8 @@ Design note. A ring is one POSIX shared-memory segment (a file under
     [header, 256 B][PCM frames x channels]    audio: one circular buffer
 
 A video slot is a 64-byte header of uint64 words (begin, end, monotonic ns,
-wall ns) followed by the pixels, 64-byte aligned. The header words form a
+wall ns, and the camera frame it was made from: capture seq and ns)
+followed by the pixels, 64-byte aligned. The header words form a
 seqlock: the writer stores ``begin = seq``, writes the pixels, stores the
 timestamps and ``end = seq``, then publishes ``newest_seq``. A reader
 accepts a slot only while ``begin == end == seq``, and trusts the pixels it
@@ -25,6 +26,13 @@ x86-64, whose stores and loads stay in program order; see
     W3 timestamps, end = seq            R3 pixels (the caller's reads)
        fence  (W3 before W4)               fence  (R3 before R4)
     W4 newest = seq                     R4 begin == s ("valid")
+
+Slots are used in turn, except those a reader holds (`mediastream.holds`,
+which argues the hold's own order): the writer skips them, so frame s is
+not always in slot s mod n. The writer stores the slot it published in
+``newest_slot`` before ``newest``; a reader looks there first and checks
+the seqlock as always, so a stale hint costs a look at the other slots,
+never a wrong frame.
 
 A reader that sees ``newest = s`` (R1) sees ``end = s`` and the pixels
 behind it (W4 after W3 after W2). If R2 passes, the slot held frame s and
@@ -65,16 +73,20 @@ from numpy.typing import DTypeLike
 
 from . import futex
 from .errors import NotAllowedError, NotReadableError
-from .fences import fence
+from .fences import fence, store_load_fence
 from .frames import (
     NS_PER_S,
     SLOT_BEGIN,
+    SLOT_CAPTURE_NS,
+    SLOT_CAPTURE_SEQ,
     SLOT_END,
     SLOT_MONOTONIC_NS,
     SLOT_WALL_NS,
+    SLOT_WORDS,
     AudioData,
     VideoFrame,
 )
+from .holds import HeldSeqs
 from .paths import group_to_join
 
 __all__ = [
@@ -97,7 +109,7 @@ __all__ = [
 
 SHM_DIR = Path("/dev/shm")
 MAGIC = int.from_bytes(b"MBRKRING", "little")
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: capture ids in the slot header, newest_slot
 HEADER_BYTES = 256
 SLOT_HEADER_BYTES = 64
 ALIGN = 64
@@ -127,6 +139,7 @@ HEADER = np.dtype(
         ("newest", "<u8"),  # video: newest complete seq; audio: write cursor
         ("newest_ns", "<u8"),  # CLOCK_MONOTONIC ns of that frame / cursor
         ("newest_begin", "<u8"),  # audio: the cursor's seqlock twin, stored first
+        ("newest_slot", "<u8"),  # video: the slot newest is in (a hint)
     ]
 )
 assert HEADER.itemsize <= HEADER_BYTES
@@ -439,11 +452,12 @@ def read_ring_pids(name: str, shm_dir: Path = SHM_DIR) -> tuple[int, int] | None
 
 
 class _Cursor:
-    """Fast access to the header's newest, newest_ns, newest_begin words (hot path)."""
+    """Fast access to the header's newest, newest_ns, newest_begin and
+    newest_slot words (hot path)."""
 
     def __init__(self, ring: Ring) -> None:
         offset = _NEWEST_OFFSET
-        self.words = _array(ring.buffer, "<u8", (3,), offset)
+        self.words = _array(ring.buffer, "<u8", (4,), offset)
         self.address = int(self.words.ctypes.data)  # of newest: the doorbell's futex word
 
 
@@ -471,37 +485,72 @@ class Doorbell:
 class VideoWriter:
     """Writes frames into a video ring. One writer per ring.
 
-    view = writer.begin()      # the next slot's pixels, as a numpy view
+    view = writer.begin()      # the next free slot's pixels, as a numpy view
     ...fill view in place...
     writer.commit(monotonic_ns, wall_ns)
+
+    ``holds`` are the readers' hold tables (`mediastream.holds`): their
+    slots are skipped. With none, a slot costs no system call.
     """
 
-    def __init__(self, ring: Ring) -> None:
+    def __init__(self, ring: Ring, holds: HeldSeqs | None = None) -> None:
         if not isinstance(ring.format, VideoFormat) or not ring.writable:
             raise ValueError(f"{ring!r} is not a writable video ring")
         self.ring = ring
+        self.holds = holds if holds is not None else HeldSeqs()
         cursor = _Cursor(ring)
         self._cursor, self._doorbell = cursor.words, cursor.address
         self._slots = [_slot_arrays(ring, i) for i in range(ring.slot_count)]
         self.seq = int(self._cursor[0])  # resume after a capture restart
         self.first_seq = self.seq + 1
+        self._index = int(self._cursor[3]) % len(self._slots)  # the slot last published
 
     def begin(self) -> np.ndarray:
-        """Claim the next slot and return its pixel view (writable, in place)."""
+        """Claim the next slot nobody holds and return its pixel view
+        (writable, in place)."""
         self.seq += 1
-        header, pixels = self._slots[self.seq % len(self._slots)]
-        header[SLOT_BEGIN] = self.seq  # invalidates readers of the old frame first
+        self._index = self._claim((self._index + 1) % len(self._slots))
         fence()  # W1 before W2: begin is seen before any new pixel
-        return pixels
+        return self._slots[self._index][1]
 
-    def commit(self, monotonic_ns: int, wall_ns: int) -> int:
-        """Publish the claimed slot as frame ``seq``; returns that seq."""
-        header, _ = self._slots[self.seq % len(self._slots)]
+    def _claim(self, first: int) -> int:
+        """Store ``begin`` in the first slot from ``first`` whose frame no
+        reader holds (see `mediastream.holds` for why store, fence, look)."""
+        if not self.holds:
+            self._slots[first][0][SLOT_BEGIN] = self.seq  # W1: invalidates the old frame first
+            return first
+        count, known = len(self._slots), self.holds.held()
+        for step in range(count):
+            index = (first + step) % count
+            header = self._slots[index][0]
+            previous = int(header[SLOT_BEGIN])
+            if previous in known:
+                continue  # skipped without a touch: its readers never see it change
+            header[SLOT_BEGIN] = self.seq  # W1 (C1)
+            store_load_fence()
+            if previous not in self.holds.held():  # C2: a hold made meanwhile?
+                return index
+            header[SLOT_BEGIN] = previous  # held after all: give it back untouched
+        # Every slot held: more than the daemon granted. No backpressure, ever.
+        self._slots[first][0][SLOT_BEGIN] = self.seq
+        return first
+
+    def commit(
+        self, monotonic_ns: int, wall_ns: int, capture: tuple[int, int] | None = None
+    ) -> int:
+        """Publish the claimed slot as frame ``seq``; returns that seq.
+        ``capture`` is the camera frame's (seq, monotonic ns) it was made
+        from; None: this frame is the camera's own."""
+        header = self._slots[self._index][0]
+        capture_seq, capture_ns = capture if capture is not None else (self.seq, monotonic_ns)
         fence()  # W2 before W3: the pixels are seen before end
         header[SLOT_MONOTONIC_NS] = monotonic_ns
         header[SLOT_WALL_NS] = wall_ns
+        header[SLOT_CAPTURE_SEQ] = capture_seq
+        header[SLOT_CAPTURE_NS] = capture_ns
         header[SLOT_END] = self.seq
         fence()  # W3 before W4: end is seen before newest
+        self._cursor[3] = self._index  # a hint, checked by the seqlock: no order needed
         self._cursor[1] = monotonic_ns
         self._cursor[0] = self.seq
         futex.wake_all(self._doorbell)  # newest moved: every waiting reader looks again
@@ -512,7 +561,7 @@ def _slot_arrays(ring: Ring, index: int) -> tuple[np.ndarray, np.ndarray]:
     fmt = ring.format
     assert isinstance(fmt, VideoFormat)
     offset = HEADER_BYTES + index * int(ring.header["slot_stride"])
-    header = _array(ring.buffer, "<u8", (4,), offset)
+    header = _array(ring.buffer, "<u8", (SLOT_WORDS,), offset)
     pixels = _array(ring.buffer, np.uint8, fmt.shape, offset + SLOT_HEADER_BYTES)
     return header, pixels
 
@@ -539,9 +588,21 @@ class VideoReader:
         return seq
 
     def frame(self, seq: int) -> VideoFrame | None:
-        """Frame ``seq`` as a view, or None if its slot does not hold it intact."""
-        header, pixels = self._slots[seq % len(self._slots)]
-        if seq == 0 or int(header[SLOT_END]) != seq or int(header[SLOT_BEGIN]) != seq:
+        """Frame ``seq`` as a view, or None if no slot holds it intact. The
+        newest frame's slot is looked at first, then seq's turn, then all."""
+        if seq == 0:
+            return None
+        count = len(self._slots)
+        hint = int(self._cursor[3]) % count
+        for index in (hint, seq % count, *range(count)):
+            frame = self._frame_in(index, seq)
+            if frame is not None:
+                return frame
+        return None
+
+    def _frame_in(self, index: int, seq: int) -> VideoFrame | None:
+        header, pixels = self._slots[index]
+        if int(header[SLOT_END]) != seq or int(header[SLOT_BEGIN]) != seq:
             return None
         fence()  # R2 before R3: the pixels are read after the seqlock
         frame = VideoFrame(
@@ -550,6 +611,8 @@ class VideoReader:
             int(header[SLOT_MONOTONIC_NS]) / NS_PER_S,
             int(header[SLOT_WALL_NS]) / NS_PER_S,
             self.pixel_format,
+            int(header[SLOT_CAPTURE_SEQ]),
+            int(header[SLOT_CAPTURE_NS]) / NS_PER_S,
             header,
         )
         return frame if frame.valid else None  # the writer lapped us mid-read

@@ -35,7 +35,9 @@ from .errors import (
 )
 from .events import Event, EventHandler, EventTarget
 from .frames import AudioData, VideoFrame, black_frame
+from .holds import HoldTable
 from .reader import ReaderClosed, SourceReader
+from .ring import SHM_DIR
 from .wire import TrackInfoDict
 
 if TYPE_CHECKING:
@@ -123,6 +125,7 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
         self._enabled = True
         self._end_reason = ""
         self._state_lock = threading.Lock()
+        self._holds_lock = threading.Lock()  # one hold table per reader
         self._reader: SourceReader | None = None
         self._end_observers: list[Callable[[], None]] = []
         self._retired_counts = (0, 0)  # (delivered, discarded) of readers closed before
@@ -232,17 +235,27 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
         old, self._reader = self._reader, new
         self._retire(old)  # a read blocked on it retries on the new one
 
-    def read(self, timeout: float | None = None) -> MediaT:
+    def read(self, timeout: float | None = None, *, hold: bool = False) -> MediaT:
         """Block until media newer than the last read is there and return it.
 
         Video: the newest frame not yet returned, as a zero-copy view (older
         unread frames are skipped and counted in ``stats``). Audio: every
         sample since the last read. ``timeout`` is in seconds (None: wait).
+
+        ``hold=True`` (video) keeps the frame's pixels intact, with no copy,
+        until ``frame.release()`` or the end of ``with track.read(hold=True)
+        as frame:``. A track holds up to ``[rings] held_frames`` (2) at once;
+        past that, or when its ring has no slot left to spare, the read
+        raises `HoldLimitError`. Stopping the track, or applyConstraints
+        moving it to another source, releases its holds. Audio blocks are
+        always the caller's own: ``hold`` changes nothing for them.
+
         Raises `ReadTimeoutError`, `InvalidStateError` once stopped, and
         `NotReadableError` once the source has ended.
         """
+        hold_for = self.id if hold and self._enabled and self.kind == "video" else ""
         try:
-            item = self._read_any_reader(timeout)
+            item = self._read_any_reader(timeout, hold_for)
         except NotReadableError:
             if self._stopped:
                 raise InvalidStateError(f"track {self.id} was stopped") from None
@@ -298,14 +311,36 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
             "totalFrames": delivered + discarded,
         }
 
-    def _read_any_reader(self, timeout: float | None) -> MediaT:
+    def _read_any_reader(self, timeout: float | None, hold_for: str = "") -> MediaT:
         while True:
             try:
-                return self._media.narrow(self._live_reader().read(timeout))
+                reader = self._live_reader()
+                if hold_for and reader.holds is None:
+                    self._register_holds(reader)
+                return self._media.narrow(reader.read(timeout, hold_for))
             except ReaderClosed:
                 if self._reader is None:
                     raise NotReadableError(self._end_reason or "the track ended") from None
                 # applyConstraints moved the track to another source: read that
+
+    def _register_holds(self, reader: SourceReader) -> None:
+        """Give ``reader`` a hold table the ring's writer honours (see
+        `mediastream.holds`): made here, opened by the daemon, then unlinked."""
+        with self._holds_lock:
+            if reader.holds is not None:
+                return
+            table = HoldTable.create(reader.ring_name, SHM_DIR)
+            try:
+                result = self._devices._connection_request(
+                    "holdFrames", {"trackId": self.id, "table": table.name}
+                )
+            except BaseException:
+                table.close()
+                raise
+            finally:
+                table.unlink()
+            table.limit = int(result["limit"])
+            reader.attach_holds(table)
 
     # -- called by MediaDevices and the daemon's events --------------------
 

@@ -84,6 +84,7 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "getUserMedia": {"constraints": (dict, True)},
     "stopTrack": {"trackId": (str, True)},
     "cloneTrack": {"trackId": (str, True)},
+    "holdFrames": {"trackId": (str, True), "table": (str, True)},
     "applyConstraints": {"trackId": (str, True), "constraints": (dict, True)},
     "stats": {},
     "addFakeDevice": {"kind": (str, True), "label": (str, True)},

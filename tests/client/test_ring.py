@@ -25,6 +25,7 @@ import pytest
 
 from mediastream.errors import FrameOverwrittenError, MediaStreamError, NotReadableError
 from mediastream.ring import (
+    LAYOUT_VERSION,
     SHM_DIR,
     AudioFormat,
     AudioReader,
@@ -506,8 +507,8 @@ def test_open_non_ring_segment_raises_and_unmaps(segments: Segments, content: st
 @pytest.mark.parametrize(
     ("field", "value", "match"),
     [
-        ("magic", 0, "is not a version 1 ring"),
-        ("version", 2, "is not a version 1 ring"),
+        ("magic", 0, f"is not a version {LAYOUT_VERSION} ring"),
+        ("version", LAYOUT_VERSION + 1, f"is not a version {LAYOUT_VERSION} ring"),
         ("kind", 9, "invalid format: unknown kind 9"),
         ("width", 0, "invalid format"),
         ("pixel_format", b"yuv420", "invalid format"),

@@ -184,6 +184,17 @@ def hold(run_dir: str) -> None:
     threading.Event().wait()
 
 
+def hold_frames(run_dir: str, width: str, height: str) -> None:
+    """Hold two camera frames (zero copy), emit their seqs and the ring, then
+    wait until killed."""
+    devices = MediaDevices(run_dir, name="frame-holder")
+    constraints = {"width": int(width), "height": int(height)}
+    track = devices.getUserMedia({"video": constraints}).getVideoTracks()[0]
+    frames = [track.read(timeout=5.0, hold=True) for _ in range(2)]
+    emit(event="holding", seqs=[f.seq for f in frames], ring=track._info["ring"])
+    threading.Event().wait()
+
+
 def publish(run_dir: str, name: str) -> None:
     """Publish a camera stream under ``name``, then wait until killed."""
     devices = MediaDevices(run_dir, name="publisher")
@@ -252,6 +263,7 @@ if __name__ == "__main__":
     modes = {
         "read": read_frames,
         "hold": hold,
+        "hold-frames": hold_frames,
         "publish": publish,
         "ask": ask,
         "slow": read_slowly,

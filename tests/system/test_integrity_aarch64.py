@@ -31,6 +31,7 @@ SYSROOT = Path(os.environ.get("MEDIABROKER_AARCH64_ROOT", "/var/cache/mediabroke
 QEMU = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 FRAMES = 20_000
 LIMIT_S = 120.0
+HOLD_RACE_S = 5.0
 
 pytestmark = pytest.mark.skipif(
     QEMU is None or not (SYSROOT / "complete").exists(),
@@ -48,7 +49,7 @@ def test_no_torn_frame_on_aarch64(slots: int) -> None:
        every frame the writer lapped said valid False."""
     ring = Ring.create(unique_prefix() + "arm64", VideoFormat(64, 48), slots)
     try:
-        report = _run_aarch64(ring.name)
+        report = _run_aarch64(ring.name, str(FRAMES), str(LIMIT_S))
     finally:
         ring.close()
         Ring.unlink(ring.name)
@@ -61,7 +62,21 @@ def test_no_torn_frame_on_aarch64(slots: int) -> None:
     add_figure("aarch64 (qemu-user) stress: frames checked", counts["accepted"])
 
 
-def _run_aarch64(ring_name: str) -> dict[str, object]:
+def test_held_frames_hold_on_aarch64(tmp_path: Path) -> None:
+    """The held-frame race (tests/client/test_holds.py) as aarch64 code: the
+    writer never changes a frame the reader's table holds."""
+    ring = Ring.create(unique_prefix() + "arm64holds", VideoFormat(64, 48, "gray8"), 5)
+    try:
+        report = _run_aarch64("holds", ring.name, str(tmp_path), str(HOLD_RACE_S))
+    finally:
+        ring.close()
+        Ring.unlink(ring.name)
+    assert report["machine"] == "aarch64" and report["exit_codes"] == [0], report
+    assert report["changed"] == [] and int(report["checked"]) > 50, report  # type: ignore[call-overload]
+    add_figure("aarch64 (qemu-user) held frames checked", int(report["checked"]))  # type: ignore[call-overload]
+
+
+def _run_aarch64(*args: str) -> dict[str, object]:
     assert QEMU is not None
     paths = [SYSROOT / "site", REPO / "client", REPO / "broker", REPO / "tests" / "support"]
     env = {
@@ -72,7 +87,7 @@ def _run_aarch64(ring_name: str) -> dict[str, object]:
     }
     python = SYSROOT / "root" / "usr" / "bin" / "python3.11"
     script = REPO / "tests" / "support" / "aarch64_stress.py"
-    command = [QEMU, str(python), str(script), ring_name, str(FRAMES), str(LIMIT_S)]
+    command = [QEMU, str(python), str(script), *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=LIMIT_S + 120)
     assert result.returncode == 0, result.stderr[-3000:]
     report: dict[str, object] = json.loads(result.stdout.splitlines()[-1])

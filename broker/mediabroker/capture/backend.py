@@ -23,8 +23,16 @@ __all__ = [
     "BackendSpec",
     "Clock",
     "backend_counters",
+    "capture_origin",
     "VideoBackend",
 ]
+
+
+def capture_origin(backend: object) -> tuple[int, int] | None:
+    """The camera frame (seq, monotonic ns) a derived backend's last frame was
+    made from (its ``capture_origin``); None: the backend is the camera."""
+    origin = getattr(backend, "capture_origin", None)
+    return origin if isinstance(origin, tuple) else None
 
 
 def backend_counters(backend: object) -> dict[str, float]:

@@ -54,6 +54,7 @@ class DerivedCamera:
         self._next_due_ns = 0
         self._last_seq = 0
         self._scaled: np.ndarray | None = None  # scratch for scale-then-convert
+        self.capture_origin: tuple[int, int] | None = None  # the camera frame of the last one
 
     def read_into(self, view: np.ndarray, seq: int) -> int:
         """Wait for the next parent frame this rate keeps; convert it into ``view``."""
@@ -63,6 +64,7 @@ class DerivedCamera:
                 continue
             self._convert(frame.data, view)
             if frame.valid:  # the parent did not reuse the slot while we read it
+                self.capture_origin = (frame.captureSeq, round(frame.captureTimestamp * NS_PER_S))
                 return round(frame.timestamp * NS_PER_S)  # exact for months of uptime
 
     def _next_parent_frame(self) -> VideoFrame:

@@ -2,10 +2,11 @@
 
 It attaches to the ring the daemon created, drives one backend (the seam in
 `mediabroker.capture.backend`, opened through `mediabroker.capture.registry`),
-writes each frame straight into the next slot and announces it on the
-source's PUB socket. It tells the daemon what happens to it (ready,
-failed, ended) on a PUSH socket. A crash here costs a restart, never the
-daemon; the process exits on its own when the daemon is gone.
+writes each frame straight into the next slot no reader holds and rings
+the ring's doorbell. It tells the daemon what happens to it (ready,
+failed, ended) on a PUSH socket, and takes readers' hold tables from it on
+a socket pair. A crash here costs a restart, never the daemon; the process
+exits on its own when the daemon is gone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +26,16 @@ from typing import Any
 import msgpack
 import zmq
 
-from mediabroker.capture.backend import AudioBackend, BackendSpec, VideoBackend, backend_counters
+from mediabroker.capture.backend import (
+    AudioBackend,
+    BackendSpec,
+    VideoBackend,
+    backend_counters,
+    capture_origin,
+)
 from mediabroker.capture.registry import open_audio_backend, open_video_backend
 from mediabroker.errors import CaptureError, EndOfStream
+from mediastream.holds import HeldSeqs
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
 
 __all__ = ["CaptureSpec", "capture_main", "decode_status"]
@@ -36,6 +45,7 @@ log = logging.getLogger(__name__)
 EXIT_FAILED = 3  # the backend could not open or failed: restart may help
 STATUS_LINGER_MS = 1000  # let the last status message reach the daemon
 COUNTERS_S = 1.0  # how often the backend's counters go to the daemon
+MAX_HOLD_MESSAGE_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +102,50 @@ class _Stop:
             self._waiting = False
 
 
-def capture_main(spec: CaptureSpec) -> None:
+class _HoldChannel:
+    """Readers' hold tables, as the daemon hands them over
+    (`mediabroker.sources.holds`): looked at before each slot is claimed."""
+
+    def __init__(self, channel: socket.socket | None) -> None:
+        self._channel = channel
+        if channel is not None:
+            channel.setblocking(False)
+        self.holds = HeldSeqs()
+
+    def poll(self) -> None:
+        """Apply what the daemon sent since the last frame (no wait)."""
+        while self._channel is not None:
+            try:
+                data, fds, _, _ = socket.recv_fds(self._channel, MAX_HOLD_MESSAGE_BYTES, 1)
+            except BlockingIOError:
+                return
+            if not data:  # the daemon is gone: the orphan check stops us
+                self._channel = None
+                return
+            self._apply(msgpack.unpackb(data), fds)
+
+    def _apply(self, message: dict[str, Any], fds: list[int]) -> None:
+        holder = str(message.get("holder"))
+        if message.get("op") == "hold" and fds:
+            self.holds.add(holder, fds.pop(), int(message["limit"]))
+            if message.get("token"):
+                assert self._channel is not None
+                self._channel.send(msgpack.packb({"ack": message["token"]}))
+        elif message.get("op") == "drop":
+            self.holds.drop(holder)
+        for fd in fds:  # nothing else carries a file
+            os.close(fd)
+
+    def close(self) -> None:
+        self.holds.close()
+        if self._channel is not None:
+            self._channel.close()
+
+
+def capture_main(spec: CaptureSpec, channel: socket.socket | None = None) -> None:
     """Entry point of the capture process. Exits 0 when stopped or at the end
-    of the stream, `EXIT_FAILED` when the device failed."""
+    of the stream, `EXIT_FAILED` when the device failed. ``channel`` brings
+    readers' hold tables (video)."""
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(levelname)s capture[{spec.source_id}] %(message)s",
@@ -109,9 +160,11 @@ def capture_main(spec: CaptureSpec) -> None:
     status = ctx.socket(zmq.PUSH)
     status.setsockopt(zmq.LINGER, STATUS_LINGER_MS)
     status.connect(spec.status_endpoint)
+    holds = _HoldChannel(channel)
     try:
-        code = _capture(spec, stop, status)
+        code = _capture(spec, stop, status, holds)
     finally:
+        holds.close()
         ctx.destroy(linger=STATUS_LINGER_MS)
     sys.exit(code)
 
@@ -146,15 +199,17 @@ class _Status:
         self._next_counters = now + COUNTERS_S
 
 
-def _capture(spec: CaptureSpec, stop: _Stop, socket: zmq.Socket[Any]) -> int:
-    status = _Status(socket, spec.source_id)
+def _capture(
+    spec: CaptureSpec, stop: _Stop, status_socket: zmq.Socket[Any], holds: _HoldChannel
+) -> int:
+    status = _Status(status_socket, spec.source_id)
 
     with Ring.open(spec.ring_name, writable=True) as ring:
         ring.set_pids(writer=os.getpid())
         try:
             if isinstance(ring.format, VideoFormat):
                 video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
-                _closing(video, lambda: _video_loop(video, ring, stop, status))
+                _closing(video, lambda: _video_loop(video, ring, stop, status, holds))
             else:
                 audio = open_audio_backend(spec.backend, ring.format)
                 _closing(audio, lambda: _audio_loop(audio, ring, stop, status))
@@ -177,15 +232,19 @@ def _closing(backend: VideoBackend | AudioBackend, run: Callable[[], None]) -> N
         backend.close()
 
 
-def _video_loop(backend: VideoBackend, ring: Ring, stop: _Stop, status: _Status) -> None:
-    """Capture into the ring until stopped; each commit rings its doorbell."""
-    writer = VideoWriter(ring)
+def _video_loop(
+    backend: VideoBackend, ring: Ring, stop: _Stop, status: _Status, holds: _HoldChannel
+) -> None:
+    """Capture into the ring until stopped, into slots no reader holds; each
+    commit rings its doorbell."""
+    writer = VideoWriter(ring, holds.holds)
     while not stop.should_stop():
+        holds.poll()
         view = writer.begin()
         with stop.waiting():
             captured_ns = backend.read_into(view, writer.seq)
         wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
-        writer.commit(captured_ns, wall_ns)
+        writer.commit(captured_ns, wall_ns, capture_origin(backend))
         status.frame_done(backend)
 
 

@@ -29,6 +29,7 @@ from mediabroker.selection import (
     settle_settings,
 )
 from mediabroker.sources import Lease, SourceManager
+from mediabroker.sources.holds import open_hold_table
 from mediabroker.sources.rings import ring_slots
 from mediastream.errors import (
     AbortError,
@@ -51,7 +52,8 @@ MAX_LABEL_CHARS = 100
 
 
 class MediaOps:
-    """enumerateDevices, getUserMedia, applyConstraints, stopTrack, cloneTrack."""
+    """enumerateDevices, getUserMedia, applyConstraints, stopTrack, cloneTrack,
+    and holdFrames (ours: `mediabroker.sources.holds`)."""
 
     def __init__(
         self,
@@ -74,6 +76,7 @@ class MediaOps:
             "applyConstraints": self.apply_constraints,
             "stopTrack": self.stop_track,
             "cloneTrack": self.clone_track,
+            "holdFrames": self.hold_frames,
         }
 
     async def enumerate_devices(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +140,20 @@ class MediaOps:
             raise InvalidStateError(f"track {args['trackId']!r} is not live in this session")
         self._tracks.check_track_room(session, 1)
         return {"track": self._tracks.mirror_track(session, original).to_wire()}
+
+    async def hold_frames(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """Register the reader's hold table for a video track's ring; replies
+        with how many frames it may hold at once."""
+        track = self._tracks.of_session(session, args["trackId"])
+        if track is None or track.kind != "video":
+            raise InvalidStateError(f"track {args['trackId']!r} is not a live video track here")
+        source, holder, config = track.source, track.lease.holder, self._quota.config
+        table = open_hold_table(config.shm_dir, source.ring_name, args["table"], session.peer.uid)
+        limit = await source.grant_holds(holder, table, config.held_frames)
+        if not self._tracks.is_live(track) or track.source is not source:
+            source.holds.drop(holder)  # stopped or moved while the writer took it
+            raise InvalidStateError(f"track {track.id} left its source while it asked to hold")
+        return {"limit": limit}
 
     async def _lease_for(
         self,

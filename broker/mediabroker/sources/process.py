@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +34,16 @@ class CaptureProcess:
     loop. ``on_exit`` is called once, on the loop, after it exited and was
     reaped (`exitcode` is then set)."""
 
-    def __init__(self, spec: CaptureSpec, on_exit: Callable[[CaptureProcess], None]) -> None:
+    def __init__(
+        self,
+        spec: CaptureSpec,
+        channel: socket.socket,
+        on_exit: Callable[[CaptureProcess], None],
+    ) -> None:
+        """``channel`` is the process's end of its hold channel
+        (`mediabroker.sources.holds`); it is closed here once handed over."""
         self.spec = spec
+        self._channel = channel
         self.pid: int | None = None
         self.exitcode: int | None = None  # negative: killed by that signal
         self._on_exit = on_exit
@@ -50,9 +59,14 @@ class CaptureProcess:
         """Spawn the process and watch for its exit. Call once."""
         assert self._process is None, "a CaptureProcess starts once"
         process = _SPAWN.Process(
-            target=capture_main, args=(self.spec,), name=f"capture-{self.spec.source_id}"
+            target=capture_main,
+            args=(self.spec, self._channel),
+            name=f"capture-{self.spec.source_id}",
         )
-        process.start()
+        try:
+            process.start()
+        finally:
+            self._channel.close()  # the child has its own copy now
         self._process, self.pid = process, process.pid
         asyncio.get_running_loop().add_reader(process.sentinel, self._reap)
         log.info("source %s: capture process %d started", self.spec.source_id, self.pid)

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,7 +59,8 @@ async def ready_process(tmp_path: Path) -> AsyncIterator[tuple[CaptureProcess, E
         os.getpid(),
     )
     exits = Exits()
-    process = CaptureProcess(spec, exits)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    process = CaptureProcess(spec, theirs, exits)
     try:
         process.start()
         message = CaptureStatus.decode(await asyncio.wait_for(status.recv(), READY_TIMEOUT_S))
@@ -66,6 +68,7 @@ async def ready_process(tmp_path: Path) -> AsyncIterator[tuple[CaptureProcess, E
         yield process, exits
     finally:
         await process.stop(5.0)
+        ours.close()
         status.close(linger=0)
         ctx.term()
         ring.close()
