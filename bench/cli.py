@@ -12,6 +12,7 @@ from typing import Any
 
 from . import REPO
 from .cells import CellError, bench_env, run_cell
+from .derive import DeriveCost, measure_derive_costs
 from .floors import CopyFloor, measure_copy_floor
 from .plan import Plan, full_plan, quick_plan
 from .specs import Cell, CellResult
@@ -19,7 +20,7 @@ from .specs import Cell, CellResult
 __all__ = ["main"]
 
 RESULTS_DIR = REPO / "bench" / "results"
-ALL_PATHS = ("daemon", "ring", "notify", "futex", "queue", "pyzmq", "imagezmq")
+ALL_PATHS = ("daemon", "ring", "notify", "futex", "queue", "pyzmq", "imagezmq", "derive")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,7 +90,7 @@ def _run_benchmark(args: argparse.Namespace, command: str) -> int:
 
     plan = _select(quick_plan() if args.quick else full_plan(), set(args.paths.split(",")))
     started, load_before = time.monotonic(), os.getloadavg()[0]
-    cells, floors = run_plan(plan)
+    cells, floors, derive = run_plan(plan, derive="derive" in args.paths.split(","))
     settings: dict[str, Any] = {
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -99,7 +100,7 @@ def _run_benchmark(args: argparse.Namespace, command: str) -> int:
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
     }
-    results = Results(cells, floors)
+    results = Results(cells, floors, derive)
     targets = evaluate_targets(results)
     machine = machine_info()
     markdown = render_markdown(results, targets, machine, settings)
@@ -127,8 +128,11 @@ def _rerender(path: Path) -> int:
     return 0
 
 
-def run_plan(plan: Plan) -> tuple[list[CellResult], list[CopyFloor]]:
-    """Every cell of the plan, then the copy floors; progress goes to stderr."""
+def run_plan(
+    plan: Plan, derive: bool = True
+) -> tuple[list[CellResult], list[CopyFloor], list[DeriveCost]]:
+    """Every cell of the plan, then the copy floors and (with ``derive``) the
+    derive costs; progress goes to stderr."""
     results: list[CellResult] = []
     total = len(plan.cells)
     if plan.daemon_cells:
@@ -142,7 +146,8 @@ def run_plan(plan: Plan) -> tuple[list[CellResult], list[CopyFloor]]:
             measure_copy_floor(w, h, env.prefix, plan.floor_repeats, plan.floor_paced_repeats)
             for w, h in _frame_sizes(plan.cells)
         ]
-    return results, floors
+        costs = measure_derive_costs(env.prefix, plan.floor_repeats) if derive else []
+    return results, floors, costs
 
 
 def _frame_sizes(cells: list[Cell]) -> list[tuple[int, int]]:

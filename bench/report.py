@@ -15,6 +15,7 @@ import numpy as np
 import psutil
 import zmq
 
+from .derive import DeriveCost
 from .floors import CopyFloor
 from .specs import MEDIABROKER_PATHS, PATH_LABELS, PEER_PATHS, Cell, CellResult
 from .targets import Results, Target
@@ -187,6 +188,24 @@ def _target_lines(targets: list[Target]) -> list[str]:
     return [f"- **{marks[t.holds]}**: {t.name}: {t.detail}" for t in targets]
 
 
+def _derive_section(costs: list[DeriveCost]) -> list[str]:
+    if not costs:
+        return []
+    rows = [
+        [c.source_size, c.size, c.pixel_format, c.resize_mode, "yes" if c.normalize else "no",
+         _us(c.us)]
+        for c in costs
+    ]  # fmt: skip
+    return [
+        "## Derive: one camera frame into a derived slot (`FrameConverter`)",
+        "",
+        "Median wall time per frame, back to back, into an 8-slot pre-faulted ring.",
+        "",
+        *_table(["camera", "size", "pixelFormat", "resizeMode", "normalize", "µs"], rows),
+        "",
+    ]
+
+
 def render_markdown(
     results: Results, targets: list[Target], machine: dict[str, str], settings: dict[str, Any]
 ) -> str:
@@ -229,6 +248,7 @@ def render_markdown(
             _floor_rows(list(results.floors.values())),
         ),
         "",
+        *_derive_section(results.derive),
         "## Targets (measured, not asserted)",
         "",
         *_target_lines(targets),
@@ -263,6 +283,7 @@ def write_json(
         "settings": settings,
         "floors": [dataclasses.asdict(f) for f in results.floors.values()],
         "cells": [_cell_json(r, results) for r in results.cells],
+        "derive": [dataclasses.asdict(c) for c in results.derive],
         "targets": [dataclasses.asdict(t) for t in targets],
         **(extra or {}),
     }
@@ -282,4 +303,5 @@ def load_json(path: Path) -> tuple[Results, dict[str, str], dict[str, Any]]:
         }
         cells.append(CellResult(cell, **figures))
     floors = [CopyFloor(**floor) for floor in document["floors"]]
-    return Results(cells, floors), document["machine"], document["settings"]
+    derive = [DeriveCost(**cost) for cost in document.get("derive", [])]
+    return Results(cells, floors, derive), document["machine"], document["settings"]

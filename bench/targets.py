@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .derive import DeriveCost
 from .floors import CopyFloor
 from .specs import MEDIABROKER_PATHS, PACED_FPS, CellResult, TransportPath
 
@@ -26,9 +27,15 @@ class Target:
 class Results:
     """Lookup of a run's cells by (path, size, readers, rate)."""
 
-    def __init__(self, cells: list[CellResult], floors: list[CopyFloor]) -> None:
+    def __init__(
+        self,
+        cells: list[CellResult],
+        floors: list[CopyFloor],
+        derive: list[DeriveCost] | None = None,
+    ) -> None:
         self.cells = cells
         self.floors = {f.size: f for f in floors}
+        self.derive = derive or []  # the derive costs (bench.derive)
         self._index = {(r.cell.path, r.cell.size, r.cell.readers, r.cell.fps): r for r in cells}
 
     def get(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mediastream.errors import ConstraintTypeError, OverconstrainedError
+from mediastream.errors import OverconstrainedError
 from mediastream.wire import AUDIO_CONSTRAINTS, COMMON_CONSTRAINTS, VIDEO_CONSTRAINTS
 
 __all__ = [
@@ -27,9 +27,6 @@ __all__ = [
     "PROPERTIES_OF_KIND",
     "Selection",
     "domains_from_capabilities",
-    "parse_gum_constraints",
-    "parse_track_constraints",
-    "refuse_required_outside_selection",
     "select_settings",
     "unmet_constraints",
 ]
@@ -47,6 +44,7 @@ INTEGER_PROPERTIES = frozenset({"width", "height", "sampleRate", "sampleSize", "
 NUMBER_PROPERTIES = INTEGER_PROPERTIES | {"aspectRatio", "frameRate", "latency"}
 NUMBER_KEYS = frozenset({"min", "max", "exact", "ideal"})
 ASPECT_TOLERANCE = 0.005  # whole pixels cannot hit every ratio exactly
+UNITS = {"frameRate": " fps", "sampleRate": " Hz", "latency": " s", "sampleSize": " bits"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +74,7 @@ class NumberRange:
         return float(round(value)) if self.integer else float(value)
 
     def __str__(self) -> str:
-        return f"{self.low:g} to {self.high:g}"
+        return f"{self.low:g}" if self.low == self.high else f"{self.low:g} to {self.high:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +148,7 @@ def select_settings(
     for advanced in constraints.get("advanced") or []:
         if _try_advanced(domains, advanced):
             given |= _sides_given(advanced, ideals=False)
+    given |= _sides_forced(domains, defaults)
     selection = _choose(domains, defaults, basic)
     ratio = _aspect_goal(_ideal(basic.get("aspectRatio")), given, defaults)
     _fit_aspect(selection.settings, domains, ratio, keep_height=given == {"height"})
@@ -183,6 +182,19 @@ def _sides_given(constraint_set: Mapping[str, Any], *, ideals: bool) -> set[str]
         elif _is_number(constraint):
             given.add(side)
     return given
+
+
+def _sides_forced(domains: Mapping[str, Domain], defaults: Mapping[str, Any]) -> set[str]:
+    """Which of width and height a required range moved off the device's
+    default: ``{"width": {"min": 1920}}`` asks for a width as surely as
+    ``{"width": 1920}`` does, and the height follows it the same way."""
+    forced = set()
+    for side in ("width", "height"):
+        domain, default = domains.get(side), defaults.get(side)
+        if isinstance(domain, NumberRange) and isinstance(default, (int, float)):
+            if not domain.low <= default <= domain.high:
+                forced.add(side)
+    return forced
 
 
 def _narrow_aspect(domains: dict[str, Domain]) -> None:
@@ -304,8 +316,9 @@ def _narrow(domains: dict[str, Domain], name: str, required: Any) -> None:
         return  # the spec ignores constraints a device does not have
     narrowed = domains[name].restrict(required)
     if narrowed.empty:
+        offered = f"{domains[name]}{UNITS.get(name, '')}"
         raise OverconstrainedError(
-            name, f"{name}={required!r} cannot be met: the device offers {domains[name]} now"
+            name, f"{name} {required!r} cannot be met: the device offers {name} {offered}"
         )
     domains[name] = narrowed
 
@@ -362,85 +375,3 @@ def _distance(value: Any, ideal: Any) -> float:
         return float(abs(value - ideal) / max(abs(value), abs(ideal)))
     ideals = ideal if isinstance(ideal, list) else [ideal]
     return 0.0 if value in ideals else 1.0
-
-
-def parse_gum_constraints(constraints: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Validate getUserMedia's argument; return {"audio"|"video": constraint set}.
-
-    Raises `ConstraintTypeError` (the spec's TypeError) when nothing is
-    requested, or a value or a constraint has the wrong type, as the spec's
-    IDL conversion would.
-    """
-    requested: dict[str, dict[str, Any]] = {}
-    for kind in ("audio", "video"):
-        value = constraints.get(kind, False)
-        if value is True:
-            requested[kind] = {}
-        elif isinstance(value, Mapping):
-            requested[kind] = _check_constraint_set(kind, value)
-        elif value is not False:
-            raise ConstraintTypeError(
-                f"{kind} must be a bool or a constraints dict, not {value!r:.60}"
-            )
-    if not requested:
-        raise ConstraintTypeError("getUserMedia needs audio or video (or both) requested")
-    return requested
-
-
-def parse_track_constraints(kind: str, constraints: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate applyConstraints' argument for a track of ``kind`` ("audio" or
-    "video"); raises `ConstraintTypeError` for values of the wrong type."""
-    return _check_constraint_set(kind, constraints)
-
-
-def refuse_required_outside_selection(value: Mapping[str, Any]) -> None:
-    """getUserMedia's step after the NotFound check: a required constraint
-    that may not choose a device is a `ConstraintTypeError`."""
-    for name in NOT_FOR_DEVICE_SELECTION & set(value):
-        required = value[name]
-        if isinstance(required, Mapping) and set(required) & {"exact", "min", "max"}:
-            raise ConstraintTypeError(f"{name} may not be required when choosing a device")
-
-
-def _check_constraint_set(kind: str, value: Mapping[str, Any]) -> dict[str, Any]:
-    # Video keeps backgroundBlur so that getUserMedia can refuse it in order.
-    extra = NOT_FOR_DEVICE_SELECTION if kind == "video" else frozenset()
-    own = PROPERTIES_OF_KIND[kind] | extra
-    checked: dict[str, Any] = {}
-    for name, constraint in value.items():
-        if name == "advanced":
-            checked[name] = _check_advanced(kind, constraint, own)
-        elif name in own:  # the other kind's properties are dropped, per spec
-            checked[name] = _check_constraint(name, constraint)
-    return checked
-
-
-def _check_advanced(kind: str, advanced: Any, own: frozenset[str]) -> list[dict[str, Any]]:
-    if not isinstance(advanced, list) or not all(isinstance(s, Mapping) for s in advanced):
-        raise ConstraintTypeError("advanced must be a list of constraint sets")
-    return [{k: _check_constraint(k, v) for k, v in s.items() if k in own} for s in advanced]
-
-
-def _check_constraint(name: str, constraint: Any) -> Any:
-    if isinstance(constraint, Mapping):
-        unknown = set(constraint) - NUMBER_KEYS
-        if unknown:
-            raise ConstraintTypeError(f"{name}: unknown constraint key {sorted(unknown)[0]!r}")
-        for value in constraint.values():
-            _check_value(name, value)
-        return dict(constraint)
-    _check_value(name, constraint)
-    return constraint
-
-
-def _check_value(name: str, value: Any) -> None:
-    """WebIDL's conversion: a ConstrainDouble or ConstrainULong holds numbers
-    only (a string is a TypeError, not an unsatisfiable value)."""
-    if name in NUMBER_PROPERTIES:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, (str, int, float, bool)) or (
-            isinstance(value, list) and all(isinstance(v, str) for v in value)
-        )
-    if not ok or (isinstance(value, float) and not math.isfinite(value)):
-        raise ConstraintTypeError(f"{name}: {value!r:.60} is not a valid constraint value")

@@ -15,12 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mediabroker.constraints import (
-    refuse_required_outside_selection,
-    select_settings,
-    unmet_constraints,
-)
+from mediabroker.constraint_parsing import refuse_required_outside_selection
+from mediabroker.constraints import select_settings, unmet_constraints
 from mediabroker.devices import Device
+from mediabroker.framing import framing_settings, tensor_settings
 from mediastream.errors import NotFoundError, OverconstrainedError
 from mediastream.ring import AudioFormat, RingFormat, VideoFormat
 
@@ -36,6 +34,7 @@ __all__ = [
 ]
 
 RunningSettings = Callable[[Device], dict[str, Any] | None]
+IDENTITY = frozenset({"deviceId", "groupId"})  # which device, not how it runs
 
 
 def choose_device(
@@ -48,40 +47,50 @@ def choose_device(
         raise NotFoundError(f"no {kind} input device is available")
     refuse_required_outside_selection(constraint_set)
     best: tuple[float, Device, dict[str, Any]] | None = None
-    failures: list[tuple[Device, OverconstrainedError]] = []
+    failures: list[tuple[OverconstrainedError, set[str]]] = []
     for device in candidates:
+        now = running(device)
         try:
-            settings, distance = select_for_device(device, constraint_set, running(device))
+            settings, distance = select_for_device(device, constraint_set, now)
         except OverconstrainedError as exc:
-            failures.append((device, exc))
+            unmet = unmet_constraints(_capabilities(device, now), constraint_set)
+            failures.append((exc, set(unmet)))
             continue
         if best is None or distance < best[0]:
             best = (distance, device, settings)
     if best is None:
-        raise _common_failure(failures, constraint_set, running)
+        raise _common_failure(failures, constraint_set)
     return best[1], best[2]
 
 
 def select_for_device(
     device: Device, constraint_set: dict[str, Any], running: dict[str, Any] | None
 ) -> tuple[dict[str, Any], float]:
-    """SelectSettings on one device, as it runs now. Returns (settings, distance)."""
-    selection = select_settings(_capabilities(device, running), device.defaults, constraint_set)
+    """SelectSettings on one device, as it runs now. Returns (settings, distance).
+    Raises `OverconstrainedError` naming the device and what it offers."""
+    try:
+        selection = select_settings(_capabilities(device, running), device.defaults, constraint_set)
+    except OverconstrainedError as exc:
+        busy = " (it runs in that mode for other tracks)" if running is not None else ""
+        raise OverconstrainedError(exc.constraint, f"{device.label}: {exc}{busy}") from None
     settings = dict(selection.settings)
     settings["deviceId"], settings["groupId"] = device.device_id, device.group_id
+    settings.update(tensor_settings(settings, constraint_set))
     return settings, selection.distance
 
 
 def settle_settings(
     settings: dict[str, Any], constraints: dict[str, Any], source: Source
 ) -> dict[str, Any]:
-    """``resizeMode`` once the source is known: "none" for the camera's own
-    frames, "crop-and-scale" for a derived source's. Raises
+    """``resizeMode``, ``cropRect`` and ``contentRect`` once the source is
+    known (`mediabroker.framing.framing_settings`: "none" for the camera's
+    own pixels, the mode that resized them for a derived source's). Raises
     `OverconstrainedError` when "none" is required but the camera runs in
     another mode for other tracks."""
     if source.device.kind != "videoinput":
         return _audio_settings(settings, source)
-    if source.parent is not None:
+    framed = framing_settings(settings, constraints, source)
+    if source.parent is not None and framed["resizeMode"] != "none":
         if _requires(constraints.get("resizeMode"), "none"):
             fmt = source.parent.format
             assert isinstance(fmt, VideoFormat)
@@ -91,8 +100,7 @@ def settle_settings(
                 f"{source.parent.frame_rate:g} fps for other tracks; resizeMode 'none' "
                 "allows only that",
             )
-        return {**settings, "resizeMode": "crop-and-scale"}
-    return settings
+    return {**settings, **framed}
 
 
 MEASURED_AUDIO_SETTINGS = ("latency", "blockSize")
@@ -117,25 +125,30 @@ def _capabilities(device: Device, running: dict[str, Any] | None) -> dict[str, A
 
 
 def _common_failure(
-    failures: list[tuple[Device, OverconstrainedError]],
-    constraint_set: dict[str, Any],
-    running: RunningSettings,
+    failures: list[tuple[OverconstrainedError, set[str]]], constraint_set: dict[str, Any]
 ) -> OverconstrainedError:
     """The spec's failedConstraint: a required constraint that no device
     examined could meet, or "" when there is none (each device failed on
-    something else, or only on constraints together)."""
-    if len(failures) == 1:
-        return failures[0][1]
-    unmet = [
-        set(unmet_constraints(_capabilities(device, running(device)), constraint_set))
-        for device, _ in failures
-    ]
-    common = set.intersection(*unmet)
+    something else, or only on constraints together). Devices a required
+    deviceId or groupId rules out are not examined: the request named
+    others, so neither their failures nor their ids are in the answer.
+    ``failures``: each device's error and the constraints it cannot meet."""
+    asked = [(exc, names) for exc, names in failures if not names & IDENTITY] or failures
+    common = set.intersection(*(names for _, names in asked))
     name = next((n for n in constraint_set if n in common), "")
-    reasons = "; ".join(f"{device.label}: {exc}" for device, exc in failures)
+    if name in IDENTITY:
+        return OverconstrainedError(name, _no_such_device(constraint_set))
+    if len(asked) == 1:
+        return OverconstrainedError(name, str(asked[0][0]))
+    reasons = "; ".join(str(exc) for exc, _ in asked)
     if name:
         return OverconstrainedError(name, f"no device can meet {name}: {reasons}")
     return OverconstrainedError("", f"no device meets these constraints together: {reasons}")
+
+
+def _no_such_device(constraint_set: dict[str, Any]) -> str:
+    required = {n: constraint_set[n] for n in IDENTITY & set(constraint_set)}
+    return f"no device has {' and '.join(f'{n} {v!r}' for n, v in sorted(required.items()))}"
 
 
 def ring_format(device: Device, settings: dict[str, Any]) -> tuple[RingFormat, float]:

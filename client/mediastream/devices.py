@@ -322,6 +322,9 @@ class MediaDevices(EventTarget):
         if kind == "ended":
             track._end_by_source(str(payload.get("reason", "the source ended")))
         elif kind in ("mute", "unmute"):
+            settings = payload.get("settings")
+            if isinstance(settings, dict):  # the source was re-framed (camera re-opened)
+                track._set_settings(settings)
             track._set_muted(kind == "mute")
 
     def _on_attached_stream_event(self, stream: MediaStream, payload: dict[str, Any]) -> None:

@@ -66,7 +66,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -90,6 +90,7 @@ from .holds import HeldSeqs
 from .paths import group_to_join
 
 __all__ = [
+    "FLOAT_PIXEL_FORMATS",
     "PIXEL_FORMATS",
     "SHM_DIR",
     "AudioFormat",
@@ -113,7 +114,11 @@ LAYOUT_VERSION = 2  # 2: capture ids in the slot header, newest_slot
 HEADER_BYTES = 256
 SLOT_HEADER_BYTES = 64
 ALIGN = 64
-PIXEL_FORMATS = {"bgr24": 3, "rgb24": 3, "gray8": 1}
+# Pixel format -> channels. The float ones are tensors for models: RGB as
+# float32, interleaved (H x W x 3) or planar (3 x H x W, what NCHW takes).
+PIXEL_FORMATS = {"bgr24": 3, "rgb24": 3, "gray8": 1, "rgbf32": 3, "rgbf32planar": 3}
+FLOAT_PIXEL_FORMATS = frozenset({"rgbf32", "rgbf32planar"})
+_PLANAR_PIXEL_FORMATS = frozenset({"rgbf32planar"})
 KIND_VIDEO, KIND_AUDIO = 1, 2
 STATE_LIVE, STATE_ENDED = 1, 2
 
@@ -163,11 +168,19 @@ class VideoFormat:
     @property
     def shape(self) -> tuple[int, ...]:
         channels = PIXEL_FORMATS[self.pixel_format]
+        if self.pixel_format in _PLANAR_PIXEL_FORMATS:
+            return (channels, self.height, self.width)
         return (self.height, self.width) if channels == 1 else (self.height, self.width, channels)
 
     @property
+    def dtype(self) -> np.dtype[Any]:
+        """float32 for the tensor formats, else uint8."""
+        return np.dtype(np.float32 if self.pixel_format in FLOAT_PIXEL_FORMATS else np.uint8)
+
+    @property
     def frame_bytes(self) -> int:
-        return self.width * self.height * PIXEL_FORMATS[self.pixel_format]
+        channels = PIXEL_FORMATS[self.pixel_format]
+        return self.width * self.height * channels * self.dtype.itemsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,7 +575,7 @@ def _slot_arrays(ring: Ring, index: int) -> tuple[np.ndarray, np.ndarray]:
     assert isinstance(fmt, VideoFormat)
     offset = HEADER_BYTES + index * int(ring.header["slot_stride"])
     header = _array(ring.buffer, "<u8", (SLOT_WORDS,), offset)
-    pixels = _array(ring.buffer, np.uint8, fmt.shape, offset + SLOT_HEADER_BYTES)
+    pixels = _array(ring.buffer, fmt.dtype, fmt.shape, offset + SLOT_HEADER_BYTES)
     return header, pixels
 
 

@@ -381,6 +381,10 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
         elif observer in self._end_observers:
             self._end_observers.remove(observer)
 
+    def _set_settings(self, settings: dict[str, Any]) -> None:
+        """What the track delivers changed under it (before the unmute that says so)."""
+        self._info = {**self._info, "settings": settings}
+
     def _set_muted(self, muted: bool) -> None:
         if self._ready_state == "live" and muted != self._muted:
             self._muted = muted

@@ -99,9 +99,19 @@ NO_REPLY_OPS = frozenset({"heartbeat"})
 # they belong to: getSupportedConstraints() lists them, and the daemon's
 # constraint code narrows exactly these (a constraint of the other kind is
 # dropped, an unknown one ignored, as the spec says). pixelFormat is ours,
-# not the spec's (bgr24, rgb24, gray8).
+# not the spec's (bgr24, rgb24, gray8; the float tensors rgbf32 and
+# rgbf32planar), and so are normalize (the tensors' per-channel mean and std)
+# and resizeMode's "letterbox".
 COMMON_CONSTRAINTS = ("deviceId", "groupId", "facingMode")
-VIDEO_CONSTRAINTS = ("width", "height", "aspectRatio", "frameRate", "resizeMode", "pixelFormat")
+VIDEO_CONSTRAINTS = (
+    "width",
+    "height",
+    "aspectRatio",
+    "frameRate",
+    "resizeMode",
+    "pixelFormat",
+    "normalize",
+)
 AUDIO_CONSTRAINTS = (
     "sampleRate",
     "sampleSize",

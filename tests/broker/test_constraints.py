@@ -31,13 +31,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mediabroker.constraints import (
-    ASPECT_TOLERANCE,
+from mediabroker.constraint_parsing import (
     parse_gum_constraints,
     parse_track_constraints,
     refuse_required_outside_selection,
-    select_settings,
 )
+from mediabroker.constraints import ASPECT_TOLERANCE, select_settings
 from mediastream.errors import OverconstrainedError
 from mediastream.wire import AUDIO_CONSTRAINTS, COMMON_CONSTRAINTS, VIDEO_CONSTRAINTS
 
@@ -315,7 +314,11 @@ HD_DEFAULTS = {"width": 1280, "height": 720, "frameRate": 30.0, "resizeMode": "n
         (HD_DEFAULTS, {"height": 360}, (640, 360)),
         (HD_DEFAULTS, {"width": {"exact": 641}}, (641, 361)),  # the nearest whole height
         (HD_DEFAULTS, {"height": {"exact": 540}}, (960, 540)),
-        (HD_DEFAULTS, {"width": {"max": 960}}, (960, 720)),  # a range gives no side
+        # A required range that moves a side off the default gives that side
+        # (it was 960x720, the middle of the picture); one that does not, none.
+        (HD_DEFAULTS, {"width": {"max": 960}}, (960, 540)),
+        (HD_DEFAULTS, {"width": {"min": 1920}}, (1920, 1080)),
+        (HD_DEFAULTS, {"width": {"max": 2000}}, (1280, 720)),
         (CAMERA_DEFAULTS, {"width": 320}, (320, 240)),
         (CAMERA_DEFAULTS, {"width": 320, "height": 320}, (320, 320)),  # both given: as asked
         (CAMERA_DEFAULTS, {"width": 320, "aspectRatio": 2.0}, (320, 160)),
@@ -640,7 +643,9 @@ def test_the_daemon_narrows_exactly_what_the_contract_lists(
     """getSupportedConstraints() reads mediastream.wire; the daemon keeps
     exactly that kind's properties of it and drops the rest and unknown ones."""
     names = [*COMMON_CONSTRAINTS, *VIDEO_CONSTRAINTS, *AUDIO_CONSTRAINTS, "noSuchProperty"]
-    parsed = parse_track_constraints(kind, {name: {"ideal": 1} for name in names})
+    values: dict[str, Any] = {name: {"ideal": 1} for name in names}
+    values["normalize"] = {"mean": [0, 0, 0], "std": [1, 1, 1]}  # a value, not a range
+    parsed = parse_track_constraints(kind, values)
     assert set(parsed) == set(own)
 
 

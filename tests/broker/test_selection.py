@@ -21,6 +21,7 @@ from conftest import assert_nothing_left
 from mediabroker.devices import Device
 from mediabroker.devices.device import video_capabilities
 from mediabroker.devices.fakes import fake_camera, fake_devices, fake_microphone
+from mediabroker.framing import CROP_AND_SCALE, Framing
 from mediabroker.selection import (
     choose_device,
     ring_format,
@@ -63,6 +64,12 @@ class RunningSource:
     frame_rate: float
     parent: Source | None
     counters: dict[str, float]
+    framing: Framing = CROP_AND_SCALE
+
+    @property
+    def plan(self) -> RunningSource:
+        """The plan's framing is all selection reads of it."""
+        return self
 
 
 def running_source(
@@ -227,10 +234,15 @@ def test_settings_for_an_audio_source_are_its_rate_and_channels() -> None:
 NATIVE = running_source(BIG, VideoFormat(640, 480), 30.0)
 DERIVED = running_source(BIG, VideoFormat(320, 240), 15.0, parent=NATIVE)
 CHOSEN = {"width": 320, "height": 240, "frameRate": 15.0, "resizeMode": "none"}
+WHOLE_VGA = {"x": 0, "y": 0, "width": 640, "height": 480}
+QVGA = {"x": 0, "y": 0, "width": 320, "height": 240}
+DERIVED_RECTS = {"cropRect": WHOLE_VGA, "contentRect": QVGA}
 
 
-def test_a_native_source_keeps_the_settings() -> None:
-    assert settle_settings(dict(CHOSEN), {}, NATIVE) == CHOSEN
+def test_a_native_source_keeps_the_settings_and_shows_its_whole_frame() -> None:
+    chosen = {**CHOSEN, "width": 640, "height": 480}
+    settled = settle_settings(dict(chosen), {}, NATIVE)
+    assert settled == {**chosen, "cropRect": WHOLE_VGA, "contentRect": WHOLE_VGA}
 
 
 @pytest.mark.parametrize(
@@ -240,7 +252,15 @@ def test_a_native_source_keeps_the_settings() -> None:
 )
 def test_a_derived_source_is_crop_and_scale(constraints: dict[str, Any]) -> None:
     settled = settle_settings(dict(CHOSEN), constraints, DERIVED)
-    assert settled == {**CHOSEN, "resizeMode": "crop-and-scale"}
+    assert settled == {**CHOSEN, "resizeMode": "crop-and-scale", **DERIVED_RECTS}
+
+
+def test_a_colour_only_source_can_meet_a_required_resize_mode_none() -> None:
+    """Its pixels are the camera's, in another colour: nothing was resized."""
+    colour = running_source(BIG, VideoFormat(640, 480, "rgb24"), 30.0, parent=NATIVE)
+    chosen = {**CHOSEN, "width": 640, "height": 480}
+    settled = settle_settings(dict(chosen), {"resizeMode": {"exact": "none"}}, colour)
+    assert settled == {**chosen, "cropRect": WHOLE_VGA, "contentRect": WHOLE_VGA}
 
 
 @pytest.mark.parametrize(
@@ -309,16 +329,17 @@ def test_every_setting_is_a_member_of_the_tracks_capabilities(
     shared_devices: MediaDevices, constraints: dict[str, Any]
 ) -> None:
     """The spec's invariant, for native, derived and audio tracks, over the
-    constrainable properties (``blockSize``, our extension, is a measured
-    figure, not one); video capabilities include backgroundBlur [False] (no
-    processing to switch)."""
+    constrainable properties (our extensions ``blockSize``, a measured
+    figure, ``cropRect`` and ``contentRect``, where the pixels come from,
+    and ``normalize``, a tensor format's parameter, are not ones); video
+    capabilities include backgroundBlur [False] (no processing to switch)."""
     track = shared_devices.getUserMedia(constraints).getTracks()[0]
     try:
         capabilities, settings = track.getCapabilities(), track.getSettings()
         if track.kind == "video":
             assert capabilities["backgroundBlur"] == [False] and not settings["backgroundBlur"]
         for name, value in settings.items():
-            if name == "blockSize":
+            if name in ("blockSize", "cropRect", "contentRect", "normalize"):
                 continue
             assert name in capabilities, (name, capabilities)
             capability = capabilities[name]

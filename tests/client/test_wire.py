@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mediabroker.constraints import PROPERTIES_OF_KIND, parse_track_constraints
+from mediabroker.constraint_parsing import parse_track_constraints
+from mediabroker.constraints import PROPERTIES_OF_KIND
 from mediastream import errors
 from mediastream.errors import (
     ConstraintTypeError,
@@ -527,5 +528,7 @@ def test_the_daemon_keeps_the_supported_names_of_a_kind(kind: str, own: tuple[st
     """What the daemon narrows, seen from outside: every supported name of the
     track's kind is kept; the other kind's, and names nobody supports, are dropped."""
     everything = (*SUPPORTED_CONSTRAINTS, "volume", "torch")
-    kept = parse_track_constraints(kind, {name: {"ideal": 1} for name in everything})
+    values: dict[str, Any] = {name: {"ideal": 1} for name in everything}
+    values["normalize"] = {"mean": [0, 0, 0], "std": [1, 1, 1]}  # a value, not a range
+    kept = parse_track_constraints(kind, values)
     assert set(kept) == set(COMMON_CONSTRAINTS + own)

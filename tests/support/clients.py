@@ -46,6 +46,21 @@ def read_frames(run_dir: str, width: str, height: str, count: str) -> None:
         track.stop()
 
 
+def read_on_demand(run_dir: str, width: str, height: str) -> None:
+    """Take a camera track of exactly this size; then read one frame per line
+    on stdin, emitting its shape, capture time and the track's settings."""
+    with MediaDevices(run_dir, name="on demand") as devices:
+        size = {"width": {"exact": int(width)}, "height": {"exact": int(height)}}
+        track = devices.getUserMedia({"video": size}).getVideoTracks()[0]
+        emit(event="ready", track=track.id)
+        for _ in sys.stdin:
+            frame = track.read(timeout=5.0)
+            assert isinstance(frame, VideoFrame)
+            shape = list(frame.data.shape)
+            emit(shape=shape, timestamp=frame.timestamp, settings=track.getSettings())
+        track.stop()
+
+
 def ask(run_dir: str, width: str, height: str) -> None:
     """Say so, then ask for a camera mode (the test kills us while we wait)."""
     devices = MediaDevices(run_dir, name="asker")
@@ -262,6 +277,7 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     modes = {
         "read": read_frames,
+        "on-demand": read_on_demand,
         "hold": hold,
         "hold-frames": hold_frames,
         "publish": publish,

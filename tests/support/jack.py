@@ -164,11 +164,13 @@ class JackServer:
 
 
 @contextmanager
-def serve_jack(log_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[JackServer]:
+def serve_jack(
+    log_path: Path, monkeypatch: pytest.MonkeyPatch, rate: int = RATE, period: int = PERIOD
+) -> Iterator[JackServer]:
     """A JACK dummy server of the test's own, which every child started from
     the test (a daemon, a probe child, a capture process) finds; closed after."""
     require_jack()
-    server = JackServer(log_path)
+    server = JackServer(log_path, rate, period)
     try:
         for key in ("JACK_DEFAULT_SERVER", "JACK_NO_AUDIO_RESERVATION", "JACK_NO_START_SERVER"):
             monkeypatch.setenv(key, server.env[key])

@@ -3,12 +3,14 @@
 The device stays in one mode; every other mode a consumer asks for is one
 derived source, computed once for all who asked for it. A derived capture
 process reads the parent ring like any client (woken by its doorbell), and
-for each parent frame it keeps (frame-rate decimation) it crops to the
-target aspect ratio, scales down and converts the colour straight into its
-own ring's slot.
+for each parent frame it keeps (frame-rate decimation) it crops or
+letterboxes, scales down and converts the colour (or makes a float tensor)
+straight into its own ring's slot (`mediabroker.capture.convert`).
 
 Crop-and-scale follows the spec's ``resizeMode``: never upscale, never
-stretch; a different aspect ratio crops the centre of the frame.
+stretch; a different aspect ratio crops the centre of the frame. Our
+``letterbox`` keeps the whole frame and pads it black
+(`mediabroker.framing`).
 """
 
 from __future__ import annotations
@@ -18,42 +20,33 @@ from typing import Any
 
 import numpy as np
 
+from mediabroker.capture.convert import FrameConverter
 from mediabroker.errors import EndOfStream
+from mediabroker.framing import Framing
 from mediastream.frames import NS_PER_S, VideoFrame
 from mediastream.ring import Doorbell, Ring, VideoFormat, VideoReader
 
-__all__ = ["DerivedCamera", "crop_box"]
+__all__ = ["DerivedCamera"]
 
 POLL_S = 0.25  # how often a derived reader waiting for its parent checks the daemon
-
-
-def crop_box(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int, int, int]:
-    """(x, y, w, h): the centred part of a width x height frame with the target's
-    aspect ratio, as large as possible."""
-    if width * target_h > height * target_w:  # source is wider: crop the sides
-        w = max(1, round(height * target_w / target_h))
-        return (width - w) // 2, 0, w, height
-    h = max(1, round(width * target_h / target_w))
-    return 0, (height - h) // 2, width, h
 
 
 class DerivedCamera:
     """A `VideoBackend` whose device is another source's ring."""
 
     def __init__(self, fmt: VideoFormat, frame_rate: float, params: dict[str, Any]) -> None:
-        import cv2  # only derived capture processes need OpenCV
-
-        self._cv2 = cv2
         self.format = fmt
         self.frame_rate = frame_rate
         self._daemon_pid = int(params["daemon_pid"])
         self._ring = Ring.open(str(params["ring"]))
         self._reader = VideoReader(self._ring)
         self._doorbell = Doorbell(self._ring)
+        parent = self._ring.format
+        assert isinstance(parent, VideoFormat)  # a VideoReader refuses any other ring
+        self._converter = FrameConverter(parent, fmt, Framing.from_params(params))
         self._period_ns = int(NS_PER_S / frame_rate) if frame_rate > 0 else 0
         self._next_due_ns = 0
         self._last_seq = 0
-        self._scaled: np.ndarray | None = None  # scratch for scale-then-convert
         self.capture_origin: tuple[int, int] | None = None  # the camera frame of the last one
 
     def read_into(self, view: np.ndarray, seq: int) -> int:
@@ -93,23 +86,7 @@ class DerivedCamera:
         return True
 
     def _convert(self, src: np.ndarray, view: np.ndarray) -> None:
-        cv2 = self._cv2
-        height, width = src.shape[:2]
-        x, y, w, h = crop_box(width, height, self.format.width, self.format.height)
-        cropped = src[y : y + h, x : x + w]
-        size = (self.format.width, self.format.height)
-        conversion = {"rgb24": cv2.COLOR_BGR2RGB, "gray8": cv2.COLOR_BGR2GRAY}
-        code = conversion.get(self.format.pixel_format)
-        if code is None:
-            cv2.resize(cropped, size, dst=view, interpolation=cv2.INTER_AREA)
-            return
-        if (w, h) == size:
-            cv2.cvtColor(cropped, code, dst=view)
-            return
-        if self._scaled is None:
-            self._scaled = np.empty((size[1], size[0], 3), np.uint8)
-        cv2.resize(cropped, size, dst=self._scaled, interpolation=cv2.INTER_AREA)
-        cv2.cvtColor(self._scaled, code, dst=view)
+        self._converter(src, view)
 
     def close(self) -> None:
         del self._reader, self._doorbell

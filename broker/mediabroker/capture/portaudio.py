@@ -121,7 +121,8 @@ class PortAudioMicrophone:
     The stream's callback (PortAudio's thread) copies each block, stamps its
     first sample in CLOCK_MONOTONIC ns from PortAudio's ADC time, and queues
     it; when the queue is full the oldest block is dropped and counted.
-    ``latency`` (seconds) and ``block_frames`` are what the stream reports.
+    ``latency`` (seconds) and ``block_frames`` are what the stream reports;
+    `input_latency` is the track's setting.
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class PortAudioMicrophone:
         sd = import_sounddevice()
         self._portaudio_error: type[Exception] = sd.PortAudioError
         index = find_device(sd, name, hostapi)
+        self._lowest_latency = float(sd.query_devices(index)["default_low_input_latency"])
         self._stream = self._open(sd, index, latency, block_frames)
         self.latency = float(self._stream.latency)
         log.info(
@@ -224,9 +226,19 @@ class PortAudioMicrophone:
         self.block_frames = len(block)
         return block, first_ns
 
+    @property
+    def input_latency(self) -> float:
+        """Seconds from a sample's capture to its block reaching us: what the
+        stream reports, but never below one block (a sample comes only with
+        its block) nor below the device's own lowest latency, the floor of
+        the track's ``latency`` capability. PortAudio's JACK host reports 0:
+        its ports' latency before they are connected."""
+        block_s = self.block_frames / self.format.sample_rate
+        return max(self.latency, block_s, self._lowest_latency)
+
     def counters(self) -> dict[str, float]:
         return {
-            "latency": self.latency,
+            "latency": self.input_latency,
             "blockSize": self.block_frames,
             "blocks": self.blocks,
             "droppedBlocks": self.dropped_blocks,

@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from mediabroker.config import BrokerConfig
-from mediabroker.constraints import parse_gum_constraints, parse_track_constraints
+from mediabroker.constraint_parsing import parse_gum_constraints, parse_track_constraints
 from mediabroker.daemon.control import ControlServer, Handler
 from mediabroker.daemon.device_watch import DeviceWatch
 from mediabroker.daemon.quotas import SourceQuota
@@ -21,6 +21,7 @@ from mediabroker.daemon.sessions import Session, SessionTable
 from mediabroker.daemon.stats import stats_reply
 from mediabroker.daemon.tracks import TrackRecord, TrackTable, holder_name, new_track_id
 from mediabroker.devices import Device
+from mediabroker.framing import framing_for
 from mediabroker.selection import (
     choose_device,
     ring_format,
@@ -169,10 +170,12 @@ class MediaOps:
         when it leaves its source for this one. Raises `OverconstrainedError`,
         `NotReadableError` (also for a user out of sources or shared memory)."""
         fmt, frame_rate = ring_format(device, settings)
+        framing = framing_for(settings)  # letterbox, normalize: a source of their own
         size = ring_bytes(fmt, ring_slots(self._quota.config, fmt))
         holder, uid = holder_name(track_id), session.peer.uid
-        with self._quota.reserve(session, (device.device_id, fmt, frame_rate), size, moving):
-            lease = await self._sources.acquire(device, fmt, frame_rate, holder, uid)
+        key = (device.device_id, fmt, frame_rate, framing)
+        with self._quota.reserve(session, key, size, moving):
+            lease = await self._sources.acquire(device, fmt, frame_rate, holder, uid, framing)
         try:
             return lease, settle_settings(settings, constraints, lease.source)
         except OverconstrainedError:

@@ -18,6 +18,7 @@ from mediabroker.config import BrokerConfig
 from mediabroker.daemon.access import describe_uid, over_limit
 from mediabroker.daemon.sessions import Session
 from mediabroker.daemon.shared_streams import StreamRegistry
+from mediabroker.framing import framing_settings
 from mediabroker.sources import Lease, Source
 from mediastream import wire
 from mediastream.errors import NotReadableError
@@ -174,7 +175,9 @@ class TrackTable:
 
     def source_muted(self, source: Source, muted: bool) -> None:
         for track in self.of_source(source):
-            self.send_notice(track.session, f"track/{track.id}", "mute" if muted else "unmute")
+            changed = {} if muted else _reframe(track)
+            event = "mute" if muted else "unmute"
+            self.send_notice(track.session, f"track/{track.id}", event, **changed)
 
     def source_ended(self, source: Source, reason: str) -> None:
         for track in self.of_source(source):
@@ -183,3 +186,16 @@ class TrackTable:
     def of_source(self, source: Source) -> list[TrackRecord]:
         """Tracks that read ``source`` or a source derived from it."""
         return [t for t in self._tracks.values() if source in (t.source, t.source.parent)]
+
+
+def _reframe(track: TrackRecord) -> dict[str, Any]:
+    """A camera re-opened in a larger mode resizes the frames of the tracks
+    that read its old mode (that source derives from the new one now): their
+    settings change to say so, and the unmute notice carries them."""
+    if track.kind != "video":
+        return {}
+    framed = framing_settings(track.settings, track.constraints, track.source)
+    if all(track.settings.get(name) == value for name, value in framed.items()):
+        return {}
+    track.settings = {**track.settings, **framed}
+    return {"settings": track.settings}

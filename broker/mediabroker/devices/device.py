@@ -11,6 +11,7 @@ from mediastream.wire import DeviceInfoDict
 
 __all__ = [
     "VIDEO_PIXEL_FORMATS",
+    "VIDEO_RESIZE_MODES",
     "Device",
     "DeviceKind",
     "VideoMode",
@@ -20,7 +21,9 @@ __all__ = [
 
 DeviceKind = Literal["videoinput", "audioinput"]
 VideoMode = tuple[int, int, float]  # width, height, frames per second
-VIDEO_PIXEL_FORMATS = ("bgr24", "rgb24", "gray8")  # bgr24 native; the others derived
+# bgr24 native; the others derived (the float ones are tensors for models)
+VIDEO_PIXEL_FORMATS = ("bgr24", "rgb24", "gray8", "rgbf32", "rgbf32planar")
+VIDEO_RESIZE_MODES = ("none", "crop-and-scale", "letterbox")  # letterbox: ours
 
 
 def stable_id(*parts: str) -> str:
@@ -91,7 +94,7 @@ def video_capabilities(
         "aspectRatio": {"min": 1 / height, "max": float(width)},
         "frameRate": {"min": min(1.0, max_rate), "max": max_rate},
         "facingMode": [],
-        "resizeMode": ["none", "crop-and-scale"],
+        "resizeMode": list(VIDEO_RESIZE_MODES),
         "pixelFormat": list(VIDEO_PIXEL_FORMATS),
         "backgroundBlur": [False],  # no processing exists to switch on
     }

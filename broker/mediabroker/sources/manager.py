@@ -27,7 +27,9 @@ import zmq.asyncio
 from mediabroker.capture.backend import BackendSpec
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
-from mediabroker.sources.source import Source, SourceKey, SourceListener, SourcePlan
+from mediabroker.framing import CROP_AND_SCALE, Framing
+from mediabroker.sources.index import SourceIndex
+from mediabroker.sources.source import Source, SourceListener, SourcePlan
 from mediabroker.sources.status import CaptureStatus, StatusInbox
 from mediastream.errors import NotReadableError
 from mediastream.ring import RingFormat, VideoFormat
@@ -82,8 +84,7 @@ class SourceManager:
     ) -> None:
         self._config = config
         self._listener = listener
-        self._sources: dict[SourceKey, Source] = {}
-        self._by_id: dict[str, Source] = {}
+        self.index = SourceIndex()
         self._idle_timers: dict[Source, asyncio.TimerHandle] = {}
         self._device_locks: dict[str, asyncio.Lock] = {}
         self._ids = itertools.count(1)
@@ -99,15 +100,10 @@ class SourceManager:
         self._config = config
 
     def __iter__(self) -> Iterator[Source]:
-        return iter(list(self._by_id.values()))
+        return iter(self.index)
 
     def native_of(self, device: Device) -> Source | None:
-        """The source running ``device`` in its hardware mode, if one runs."""
-        for source in self._by_id.values():
-            if source.device.device_id == device.device_id and source.parent is None:
-                if not source.state.finished:
-                    return source
-        return None
+        return self.index.native_of(device)
 
     async def acquire(
         self,
@@ -116,17 +112,19 @@ class SourceManager:
         frame_rate: float,
         holder: str,
         opener: int | None = None,
+        framing: Framing = CROP_AND_SCALE,
     ) -> Lease:
         """A lease for ``holder`` on a live source for ``device`` in this mode,
         shared when one is open. Sources it opens record ``opener`` (the
         uid that asked: quotas charge it for them while nobody holds them).
+        ``framing`` (letterbox, normalize) is part of a derived source's identity.
 
         The device runs in one mode (its native source); any other size, rate
         or pixel format is a derived source reading the native one. Raises
         `NotReadableError`.
         """
         async with self._device_locks.setdefault(device.device_id, asyncio.Lock()):
-            lease = await self._acquire_mode(device, fmt, frame_rate, holder, opener)
+            lease = await self._acquire_mode(device, fmt, frame_rate, holder, opener, framing)
         try:
             await asyncio.wait_for(
                 asyncio.shield(lease.source.started), self._config.source_start_timeout_s
@@ -141,34 +139,41 @@ class SourceManager:
         return lease
 
     async def _acquire_mode(
-        self, device: Device, fmt: RingFormat, frame_rate: float, holder: str, opener: int | None
+        self,
+        device: Device,
+        fmt: RingFormat,
+        frame_rate: float,
+        holder: str,
+        opener: int | None,
+        framing: Framing,
     ) -> Lease:
         """A lease on the source for this mode; one acquire per device at a
         time, so two requests never re-open the same camera at once."""
-        native = self.native_of(device)
+        native = self.index.native_of(device)
+        if native is not None and not self.index.in_use(native):
+            if (native.format, native.frame_rate) != _fresh_mode(device, fmt, frame_rate):
+                await self._close_family(native)  # an idle mode binds no request
+                native = None
         if native is not None and not _derivable(native, fmt, frame_rate):
             native = await self._reconfigure(native, fmt, frame_rate, opener)
         native = native or self._open_native(device, fmt, frame_rate, opener)
         source: Source | None = native
         if (native.format, native.frame_rate) != (fmt, frame_rate):
-            source = self._sources.get((device.device_id, fmt, frame_rate))
-            if source is None or source.state.finished:
-                plan = SourcePlan(device, fmt, frame_rate, _derived_backend(native), native)
+            source = self.index.live((device.device_id, fmt, frame_rate, framing))
+            if source is None:
+                backend = _derived_backend(native, framing)
+                plan = SourcePlan(device, fmt, frame_rate, backend, native, framing)
                 source = self._open(plan, opener)
         assert source is not None
         return self.lease(source, holder)
 
     async def _reconfigure(
         self, old: Source, fmt: RingFormat, frame_rate: float, opener: int | None
-    ) -> Source | None:
-        """Re-open a camera in a mode that covers both what it runs and a larger
-        request. The old source keeps its ring and its tracks: it becomes a
-        derived source of the new one (its tracks see mute, then unmute).
-        An old source nobody uses is simply closed (None: open afresh)."""
-        if not old.leases:
-            self._cancel_idle(old)
-            await self._close(old)
-            return None
+    ) -> Source:
+        """Re-open a camera in use in a mode that covers both what it runs and
+        a larger request. The old source keeps its ring and its tracks: it
+        becomes a derived source of the new one (its tracks see mute, then
+        unmute)."""
         if not isinstance(fmt, VideoFormat) or not isinstance(old.format, VideoFormat):
             # Chosen while the microphone was idle; another track took it since.
             raise NotReadableError(
@@ -180,14 +185,8 @@ class SourceManager:
             max(fmt.height, old.format.height),
             max(frame_rate, old.frame_rate),
         )
-        log.info(
-            "source %s: re-opening %s at %dx%d %g fps for a larger request",
-            old.id,
-            old.device.label,
-            width,
-            height,
-            rate,
-        )
+        mode = f"{width}x{height} {rate:g} fps"
+        log.info("source %s: re-opening %s in the larger mode %s", old.id, old.device.label, mode)
         await old.suspend()  # frees the camera: only one process may hold it
         native = self._open(
             SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend), opener
@@ -202,10 +201,18 @@ class SourceManager:
             old.resume(old.plan)  # back as it was
             raise
         old.parent_lease = parent_lease
-        old.resume(
-            SourcePlan(old.device, old.format, old.frame_rate, _derived_backend(native), native)
-        )
+        framing = old.plan.framing
+        backend = _derived_backend(native, framing)
+        old.resume(SourcePlan(old.device, old.format, old.frame_rate, backend, native, framing))
         return native
+
+    async def _close_family(self, source: Source) -> None:
+        """Close an idle source and every source derived from it, now: the
+        derived ones first, since they hold it."""
+        for child in self.index.derived_from(source):
+            await self._close_family(child)
+        self._cancel_idle(source)
+        await self._close(source)
 
     def _cancel_idle(self, source: Source) -> None:
         timer = self._idle_timers.pop(source, None)
@@ -215,9 +222,7 @@ class SourceManager:
     def _open_native(
         self, device: Device, fmt: RingFormat, frame_rate: float, opener: int | None
     ) -> Source:
-        if isinstance(fmt, VideoFormat):
-            width, height, frame_rate = device.native_mode_for(fmt.width, fmt.height, frame_rate)
-            fmt = VideoFormat(width, height)  # cameras deliver bgr24; others are derived
+        fmt, frame_rate = _fresh_mode(device, fmt, frame_rate)
         return self._open(SourcePlan(device, fmt, frame_rate, device.backend), opener)
 
     def _open(self, plan: SourcePlan, opener: int | None = None) -> Source:
@@ -242,8 +247,7 @@ class SourceManager:
                     raise
                 log.warning("%s exists and is not ours: trying another name", source.ring_name)
                 continue
-            self._sources[plan.key] = source
-            self._by_id[source_id] = source
+            self.index.add(source)
             return source
         raise NotReadableError(
             f"{RING_NAME_ATTEMPTS} ring names for {source_id} were taken in "
@@ -253,12 +257,11 @@ class SourceManager:
     def _nice_for(self, opener: int | None) -> int:
         if opener is None:
             return 0
-        opened = sum(1 for s in self._by_id.values() if s.opener == opener)
+        opened = self.index.opened_by(opener)
         return BEYOND_FAIR_SHARE_NICE if opened >= FAIR_SHARE_SOURCES else 0
 
     def family(self, source: Source) -> list[Source]:
-        """``source`` and the sources derived from it."""
-        return [source, *(s for s in self._by_id.values() if s.parent is source)]
+        return self.index.family(source)
 
     def lease(self, source: Source, holder: str) -> Lease:
         """Another hold on a source that is open (a cloned or mirrored track,
@@ -288,9 +291,7 @@ class SourceManager:
             task.add_done_callback(self._close_tasks.discard)
 
     async def _close(self, source: Source) -> None:
-        if self._sources.get(source.plan.key) is source:
-            del self._sources[source.plan.key]
-        self._by_id.pop(source.id, None)
+        self.index.remove(source)
         await source.close()
         if source.parent_lease is not None:
             source.parent_lease.release()
@@ -301,7 +302,7 @@ class SourceManager:
         while True:
             await asyncio.sleep(self._config.stall_s / PROGRESS_CHECKS_PER_STALL)
             now = time.monotonic()
-            for source in list(self._by_id.values()):
+            for source in self.index:
                 source.check_progress(now)
 
     async def serve_status(self) -> None:
@@ -310,7 +311,7 @@ class SourceManager:
         await self._status.serve(self._deliver)
 
     def _deliver(self, status: CaptureStatus) -> None:
-        source = self._by_id.get(status.source_id)
+        source = self.index.by_id(status.source_id)
         if source is not None:  # else it closed while the message was on its way
             source.on_status(status)
 
@@ -319,9 +320,7 @@ class SourceManager:
         ring) and the status inbox."""
         for timer in self._idle_timers.values():
             timer.cancel()
-        sources = list(self._by_id.values())
-        self._sources.clear()
-        self._by_id.clear()
+        sources = self.index.clear()
         await asyncio.gather(*(s.close() for s in sources), *self._close_tasks)
         self._status.close()
 
@@ -335,10 +334,20 @@ def _derivable(native: Source, fmt: RingFormat, frame_rate: float) -> bool:
     return fmt.width <= have.width and fmt.height <= have.height and frame_rate <= native.frame_rate
 
 
-def _derived_backend(parent: Source) -> BackendSpec:
+def _fresh_mode(device: Device, fmt: RingFormat, frame_rate: float) -> tuple[RingFormat, float]:
+    """The mode an idle device opens in for a request: for a camera the
+    smallest native mode that covers it, in bgr24 (other pixel formats are
+    derived); a microphone as asked."""
+    if not isinstance(fmt, VideoFormat):
+        return fmt, frame_rate
+    width, height, rate = device.native_mode_for(fmt.width, fmt.height, frame_rate)
+    return VideoFormat(width, height), rate
+
+
+def _derived_backend(parent: Source, framing: Framing) -> BackendSpec:
     """The backend of a source derived from ``parent``: it reads the parent's
-    ring, woken by its doorbell (`mediabroker.capture.derived`)."""
-    params = {"ring": parent.ring_name, "daemon_pid": os.getpid()}
+    ring, woken by its doorbell, and frames it so (`mediabroker.capture.derived`)."""
+    params = {"ring": parent.ring_name, "daemon_pid": os.getpid(), **framing.to_params()}
     return BackendSpec("derived", params)
 
 

@@ -35,6 +35,7 @@ from mediabroker.capture.backend import BackendSpec
 from mediabroker.capture.main import CaptureSpec
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
+from mediabroker.framing import CROP_AND_SCALE, Framing
 from mediabroker.sources.holds import UNHELD_SLOTS, HoldGrants
 from mediabroker.sources.policy import Progress, StallWatch
 from mediabroker.sources.process import CaptureProcess
@@ -76,7 +77,7 @@ class SourceListener(Protocol):
     def source_ended(self, source: Source, reason: str) -> None: ...
 
 
-SourceKey = tuple[str, RingFormat, float]
+SourceKey = tuple[str, RingFormat, float, Framing]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +89,11 @@ class SourcePlan:
     frame_rate: float  # 0 for audio: the device paces itself
     backend: BackendSpec
     parent: Source | None = None  # the source a derived one reads (same device)
+    framing: Framing = CROP_AND_SCALE  # a derived source's crop or letterbox, normalize
 
     @property
     def key(self) -> SourceKey:
-        return (self.device.device_id, self.format, self.frame_rate)
+        return (self.device.device_id, self.format, self.frame_rate, self.framing)
 
 
 class Source:

@@ -143,6 +143,34 @@ def test_capture_from_jack_through_the_daemon(jack: JackServer, jack_daemon: Dae
     assert "dropped_blocks=0" in line, line  # overflows: JACK's own xruns when the CPU is busy
 
 
+@pytest.mark.parametrize(("rate", "period"), [(48000, 256), (44100, 1024)], ids=str)
+def test_the_latency_setting_is_within_the_latency_capability(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rate: int, period: int
+) -> None:
+    """Settings are members of the track's capabilities for a real PortAudio
+    stream too. PortAudio's JACK host gives the device the latency of JACK's
+    capture ports (one period) and reports the open stream's latency as 0
+    (its ports' latency before they are connected), which was the setting,
+    outside the capability {period / rate}. The setting is now at least one
+    block and the device's lowest latency: one period here, at each rate and
+    period."""
+    with serve_jack(tmp_path / "jackd.log", monkeypatch, rate, period):
+        daemon = Daemon(tmp_path / "run", hardware=True)
+        try:
+            daemon.wait_ready()
+            with MediaDevices(daemon.run_dir) as devices:
+                track = jack_track(devices, channels=1)
+                settings, capability = track.getSettings(), track.getCapabilities()["latency"]
+                assert (settings["sampleRate"], settings["blockSize"]) == (rate, period), settings
+                assert capability["min"] <= settings["latency"] <= capability["max"], capability
+                assert settings["latency"] == pytest.approx(period / rate), settings
+                track.stop()
+            assert daemon.terminate() == 0, daemon.log()
+            assert_nothing_left(daemon)
+        finally:
+            daemon.close()
+
+
 def _closing_line(log: str) -> str | None:
     lines = [line for line in log.splitlines() if f"closed {JACK_LABEL}:" in line]
     return lines[-1] if lines else None
