@@ -1,7 +1,7 @@
 # Sourced by scripts/demo and scripts/test: a Python environment with this
 # repository installed. Uses the active virtualenv if there is one, else
 # makes .venv (Debian's system Python refuses pip installs, PEP 668).
-# $1: the pip extra to install ("" or "test").
+# $1: the pip extras to install ("", "test" or "test,examples").
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -31,4 +31,7 @@ else
     python=$repo/.venv/bin/python
 fi
 extra=${1:+[$1]}
-"$python" -m pip install -q --disable-pip-version-check -e "$repo$extra"
+# Wheels only for the examples' scikit-image and the scipy under it: built
+# from source they take many minutes and a Fortran compiler.
+"$python" -m pip install -q --disable-pip-version-check --only-binary=scikit-image,scipy \
+    -e "$repo$extra"
