@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from mediastream import MediaDevices, MediaStreamTrack, VideoFrame
-from mediastream.errors import ConstraintTypeError
+from mediastream.errors import ConstraintTypeError, OverconstrainedError
 from support import Daemon
 
 IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -240,9 +240,12 @@ def test_resize_mode_tells_the_truth_after_a_re_open(devices: MediaDevices) -> N
     assert small.getSettings()["resizeMode"] == "none"
     unmuted = threading.Event()
     seen_at_unmute: list[str] = []
-    small.addEventListener(
-        "unmute", lambda event: (seen_at_unmute.append(small.getSettings()["resizeMode"]), unmuted.set())
-    )
+
+    def on_unmute(event: object) -> None:
+        seen_at_unmute.append(small.getSettings()["resizeMode"])
+        unmuted.set()
+
+    small.addEventListener("unmute", on_unmute)
     camera = video(devices, HD)
     assert unmuted.wait(15), "the re-opened camera's old mode never unmuted"
     assert seen_at_unmute == ["crop-and-scale"]
@@ -253,6 +256,23 @@ def test_resize_mode_tells_the_truth_after_a_re_open(devices: MediaDevices) -> N
     assert rect(settings, "contentRect") == (0, 0, 640, 480)
     source, frame = same_capture(camera, small)
     assert_matches(frame, expected(source.data, settings), 0)
+
+
+def test_a_track_that_requires_native_pixels_keeps_them(devices: MediaDevices) -> None:
+    """A track requiring resizeMode "none" pins the camera's mode: a larger
+    request from another track is refused naming the side it wants larger,
+    and the pinned track stays "none"; the pinned track itself may still
+    ask for a larger native mode (its own re-open)."""
+    pinned = video(devices, {"width": 640, "height": 480, "resizeMode": {"exact": "none"}})
+    with pytest.raises(OverconstrainedError, match="requires resizeMode 'none'") as caught:
+        video(devices, HD)
+    assert caught.value.constraint == "width"
+    assert pinned.getSettings()["resizeMode"] == "none"
+    assert read(pinned).data.shape == (480, 640, 3)
+    pinned.applyConstraints({**HD, "resizeMode": {"exact": "none"}})
+    settings = pinned.getSettings()
+    assert (settings["width"], settings["height"], settings["resizeMode"]) == (1280, 720, "none")
+    assert read(pinned).data.shape == (720, 1280, 3)
 
 
 @pytest.mark.parametrize(

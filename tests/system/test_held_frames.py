@@ -86,7 +86,9 @@ def test_a_ring_spares_all_but_three_slots(devices: MediaDevices) -> None:
     then `HoldLimitError` naming the ring's slots; one released is one free."""
     tracks = [camera(devices)]
     tracks += [tracks[0].clone() for _ in range(3)]
-    frames = [t.read(timeout=5, hold=True) for t, n in zip(tracks, (2, 2, 1)) for _ in range(n)]
+    frames = []
+    for track, count in zip(tracks[:3], (2, 2, 1), strict=True):
+        frames += [track.read(timeout=5, hold=True) for _ in range(count)]
     assert len(frames) == 5
     with pytest.raises(HoldLimitError, match=r"raise \[rings\] slots"):
         tracks[3].read(timeout=5, hold=True)
@@ -134,19 +136,21 @@ def test_the_frames_of_a_holder_that_dies_are_released(daemon: Daemon) -> None:
         report = holder.next()
         seqs = [int(s) for s in report["seqs"]]  # type: ignore[union-attr]
         with Ring.open(str(report["ring"])) as ring:
-            reader = VideoReader(ring)
-            first_seen = reader.newest_seq
-            wait_until(lambda: reader.newest_seq > first_seen + 3 * LAP, 10, "three laps")
-            assert all(reader.frame(seq) is not None for seq in seqs)
-            holder.kill()
-            wait_until(
-                lambda: all(reader.frame(seq) is None for seq in seqs),
-                10,
-                f"the slots of frames {seqs} to be reused",
-            )
-            del reader
+            _watch_slots_freed(VideoReader(ring), seqs, holder)
     finally:
         holder.close()
+
+
+def _watch_slots_freed(reader: VideoReader, seqs: list[int], holder: ClientProcess) -> None:
+    first_seen = reader.newest_seq
+    wait_until(lambda: reader.newest_seq > first_seen + 3 * LAP, 10, "three laps")
+    assert all(reader.frame(seq) is not None for seq in seqs)
+    holder.kill()
+    wait_until(
+        lambda: all(reader.frame(seq) is None for seq in seqs),
+        10,
+        f"the slots of frames {seqs} to be reused",
+    )
 
 
 def test_hold_tables_are_checked_before_the_writer_sees_them(
