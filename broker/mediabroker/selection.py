@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "choose_device",
+    "requires",
     "ring_format",
     "select_for_device",
     "settings_for_source",
@@ -91,7 +92,7 @@ def settle_settings(
         return _audio_settings(settings, source)
     framed = framing_settings(settings, constraints, source)
     if source.parent is not None and framed["resizeMode"] != "none":
-        if _requires(constraints.get("resizeMode"), "none"):
+        if requires(constraints.get("resizeMode"), "none"):
             fmt = source.parent.format
             assert isinstance(fmt, VideoFormat)
             raise OverconstrainedError(
@@ -113,7 +114,8 @@ def _audio_settings(settings: dict[str, Any], source: Source) -> dict[str, Any]:
     return {**settings, **{k: v for k, v in measured.items() if v is not None}}
 
 
-def _requires(constraint: Any, value: str) -> bool:
+def requires(constraint: Any, value: str) -> bool:
+    """Whether ``constraint`` requires exactly ``value``."""
     if not isinstance(constraint, dict) or "exact" not in constraint:
         return False
     exact = constraint["exact"]

@@ -41,6 +41,9 @@ class Recorder:
         self.reasons.append(reason)
         self._note("ended", source)
 
+    def source_pinned(self, source: Source, asking: str) -> bool:
+        return False
+
     def _note(self, event: str, source: Source) -> None:
         self.events.append((event, source.id))
         self._changed.set()

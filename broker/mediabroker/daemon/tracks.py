@@ -19,6 +19,7 @@ from mediabroker.daemon.access import describe_uid, over_limit
 from mediabroker.daemon.sessions import Session
 from mediabroker.daemon.shared_streams import StreamRegistry
 from mediabroker.framing import framing_settings
+from mediabroker.selection import requires
 from mediabroker.sources import Lease, Source
 from mediastream import wire
 from mediastream.errors import NotReadableError
@@ -182,6 +183,13 @@ class TrackTable:
     def source_ended(self, source: Source, reason: str) -> None:
         for track in self.of_source(source):
             self.end_track(track, reason)
+
+    def source_pinned(self, source: Source, asking: str) -> bool:
+        return any(
+            requires(t.constraints.get("resizeMode"), "none")
+            for t in self._tracks.values()
+            if t.source is source and holder_name(t.id) != asking
+        )
 
     def of_source(self, source: Source) -> list[TrackRecord]:
         """Tracks that read ``source`` or a source derived from it."""

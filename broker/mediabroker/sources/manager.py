@@ -31,7 +31,7 @@ from mediabroker.framing import CROP_AND_SCALE, Framing
 from mediabroker.sources.index import SourceIndex
 from mediabroker.sources.source import Source, SourceListener, SourcePlan
 from mediabroker.sources.status import CaptureStatus, StatusInbox
-from mediastream.errors import NotReadableError
+from mediastream.errors import NotReadableError, OverconstrainedError
 from mediastream.ring import RingFormat, VideoFormat
 
 __all__ = ["Lease", "SourceManager"]
@@ -155,7 +155,7 @@ class SourceManager:
                 await self._close_family(native)  # an idle mode binds no request
                 native = None
         if native is not None and not _derivable(native, fmt, frame_rate):
-            native = await self._reconfigure(native, fmt, frame_rate, opener)
+            native = await self._reconfigure(native, fmt, frame_rate, holder, opener)
         native = native or self._open_native(device, fmt, frame_rate, opener)
         source: Source | None = native
         if (native.format, native.frame_rate) != (fmt, frame_rate):
@@ -168,7 +168,7 @@ class SourceManager:
         return self.lease(source, holder)
 
     async def _reconfigure(
-        self, old: Source, fmt: RingFormat, frame_rate: float, opener: int | None
+        self, old: Source, fmt: RingFormat, frame_rate: float, holder: str, opener: int | None
     ) -> Source:
         """Re-open a camera in use in a mode that covers both what it runs and
         a larger request. The old source keeps its ring and its tracks: it
@@ -180,6 +180,8 @@ class SourceManager:
                 f"{old.device.label} now runs as {_mode_name(old.format, old.frame_rate)} "
                 "for another track; ask for that mode"
             )
+        if self._listener.source_pinned(old, holder):
+            raise _pinned_error(old, fmt, frame_rate)
         width, height, rate = old.device.native_mode_for(
             max(fmt.width, old.format.width),
             max(fmt.height, old.format.height),
@@ -342,6 +344,21 @@ def _fresh_mode(device: Device, fmt: RingFormat, frame_rate: float) -> tuple[Rin
         return fmt, frame_rate
     width, height, rate = device.native_mode_for(fmt.width, fmt.height, frame_rate)
     return VideoFormat(width, height), rate
+
+
+def _pinned_error(old: Source, fmt: VideoFormat, frame_rate: float) -> OverconstrainedError:
+    """A larger request while a track requires the camera's own pixels:
+    re-opening would resize that track's frames under it."""
+    assert isinstance(old.format, VideoFormat)
+    if fmt.width > old.format.width:
+        name = "width"
+    else:
+        name = "height" if fmt.height > old.format.height else "frameRate"
+    return OverconstrainedError(
+        name,
+        f"{old.device.label} runs as {_mode_name(old.format, old.frame_rate)} for a track "
+        "that requires resizeMode 'none'; ask for at most that mode",
+    )
 
 
 def _derived_backend(parent: Source, framing: Framing) -> BackendSpec:

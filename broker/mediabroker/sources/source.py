@@ -76,6 +76,12 @@ class SourceListener(Protocol):
 
     def source_ended(self, source: Source, reason: str) -> None: ...
 
+    def source_pinned(self, source: Source, asking: str) -> bool:
+        """Whether a track other than holder ``asking`` requires this
+        source's own pixels (``resizeMode`` exactly "none"), so that it may
+        not become a derived source."""
+        ...
+
 
 SourceKey = tuple[str, RingFormat, float, Framing]
 
