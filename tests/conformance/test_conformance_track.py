@@ -407,18 +407,30 @@ def test_a_live_smaller_track_does_not_limit_a_larger_open(own_devices: MediaDev
 
     1. Open the camera at 320x240 and keep the track live.
     2. Open it again at 1280x720: granted.
-    3. Both deliver their own sizes; the first track's settings are unchanged.
+    3. Both deliver their own sizes; the first track's settings keep its
+       size, rate and format, and once it unmutes say how its frames are
+       now made (the camera was re-opened at 1280x720: the middle 960x720,
+       scaled).
     """
     small = {"width": {"exact": 320}, "height": {"exact": 240}}
     first = own_devices.getUserMedia({"video": small}).getVideoTracks()[0]
     read_video(first)
     before = first.getSettings()
+    unmuted = threading.Event()
+    first.addEventListener("unmute", lambda event: unmuted.set())
     big = {"width": {"exact": 1280}, "height": {"exact": 720}}
     second = own_devices.getUserMedia({"video": big}).getVideoTracks()[0]
     assert (second.getSettings()["width"], second.getSettings()["height"]) == (1280, 720)
     assert_delivers_shape(second, (720, 1280, 3))
     assert_delivers_shape(first, (240, 320, 3))
-    assert first.getSettings() == before
+    assert unmuted.wait(10), "the first track never unmuted after the re-open"
+    after = first.getSettings()
+    framing = {"resizeMode", "cropRect", "contentRect"}
+    assert {k: v for k, v in after.items() if k not in framing} == {
+        k: v for k, v in before.items() if k not in framing
+    }
+    assert before["resizeMode"] == "none" and after["resizeMode"] == "crop-and-scale"
+    assert after["cropRect"] == {"x": 160, "y": 0, "width": 960, "height": 720}
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, 4])
