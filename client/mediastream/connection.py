@@ -104,6 +104,7 @@ class BrokerConnection:
         )
         self._hello_lock = threading.Lock()
         self._needs_hello = False  # the session ended; the next request opens another
+        self.sessions = 0  # sessions opened so far: what is registered per session knows
         self._gone_reason = ""  # why the last session ended
         self._silent = ""  # set while the daemon's heartbeats are missing: why
         self._inbox = self.context.socket(zmq.PAIR)
@@ -129,6 +130,8 @@ class BrokerConnection:
         hello = self._roundtrip("hello", args, timeout)
         self.heartbeat_s = float(hello["heartbeat_s"])
         self.daemon_pid = int(hello["daemon_pid"])
+        self.shm_prefix = str(hello.get("shm_prefix", ""))
+        self.sessions += 1
         self._needs_hello = False
 
     # -- called from user threads -----------------------------------------

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import copy
 import logging
+import os
 import threading
+import time
 import warnings
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, cast
@@ -18,8 +21,18 @@ from .connection import BrokerConnection, process_name
 from .errors import ConstraintTypeError, InvalidStateError, MediaStreamError, ProtocolError
 from .events import Event, EventHandler, EventTarget
 from .paths import resolve_run_dir
+from .reader import WAKE_CHECK_S
 from .stream import MediaStream
-from .track import AUDIO, VIDEO, AudioTrack, MediaStreamTrack, ReadT, TrackMedia, VideoTrack
+from .track import (
+    AUDIO,
+    VIDEO,
+    AudioTrack,
+    MediaStreamTrack,
+    ReadT,
+    TrackMedia,
+    VideoTrack,
+)
+from .wakeups import AsyncWakeups, Wakeups
 from .wire import SUPPORTED_CONSTRAINTS, DeviceInfoDict, TrackInfoDict
 
 __all__ = ["DeviceChangeEvent", "InputDeviceInfo", "MediaDeviceInfo", "MediaDevices"]
@@ -98,6 +111,9 @@ class MediaDevices(EventTarget):
         # The connection's threads hold only weak references back, so a
         # forgotten MediaDevices is still collected (and warns, and closes).
         self._forgotten_counts = (0, 0)  # video frames of tracks no longer held
+        self._wakeups: Wakeups | None = None  # made at the first fileno, wait or aread
+        self._async_wakeups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncWakeups]
+        self._async_wakeups = weakref.WeakKeyDictionary()
         counts = weakref.WeakMethod(self._frame_counts)
         self._connection = BrokerConnection(
             self.run_dir,
@@ -136,6 +152,34 @@ class MediaDevices(EventTarget):
             )
         result = self._connection_request("getUserMedia", {"constraints": dict(constraints)})
         return MediaStream(self._adopt_tracks(result["tracks"]))
+
+    def fileno(self) -> int:
+        """Not in the spec: a descriptor that is readable when one of this
+        object's tracks may have new media, for any event loop (selectors,
+        GUI toolkits, ``zmq.Poller``). Then call `wait` with timeout 0, or
+        read the tracks that have news. It is the same number for the life
+        of this object, but after the daemon restarts a loop must register
+        it again (see `mediastream.wakeups`)."""
+        return self._wake().fileno()
+
+    def wait(
+        self, tracks: Iterable[MediaStreamTrack], timeout: float | None = None
+    ) -> list[MediaStreamTrack]:
+        """Not in the spec: block until one of ``tracks`` has media a read
+        returns at once, or has ended; return those (in the order given), or
+        [] after ``timeout`` seconds (None: no limit). One wait for many
+        tracks, with no thread per track."""
+        watched = list(tracks)
+        wakeups = self._wake()
+        wakeups.fileno()  # registered before the first look, so no frame is missed
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wakeups.drain()  # first, then look: a later frame rings again
+            ready = [t for t in watched if t._has_news()]
+            remaining = WAKE_CHECK_S if deadline is None else deadline - time.monotonic()
+            if ready or remaining <= 0:
+                return ready
+            wakeups.sleep(min(remaining, WAKE_CHECK_S))
 
     def broker_stats(self) -> dict[str, Any]:
         """Not in the spec: what the daemon holds now (sessions with their pid
@@ -202,6 +246,9 @@ class MediaDevices(EventTarget):
             track._close_reader()
         connection.say_bye()
         connection.close()
+        if self._wakeups is not None:
+            self._wakeups.poke()  # coroutines waiting look, and see their tracks ended
+            self._wakeups.close()
 
     def __enter__(self) -> MediaDevices:
         return self
@@ -228,6 +275,33 @@ class MediaDevices(EventTarget):
 
     def _connection_request(self, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._live_connection().request(op, args)
+
+    def _wake(self) -> Wakeups:
+        """This object's doorbell FIFO, made on first use."""
+        if self._wakeups is None:
+            connection = self._live_connection()
+            self._wakeups = Wakeups(
+                self._register_doorbell,
+                lambda: (connection.sessions, connection.shm_prefix),
+                os.stat(self.run_dir).st_gid,
+            )
+        return self._wakeups
+
+    def _register_doorbell(self, fifo: str) -> None:
+        self._connection_request("registerDoorbell", {"fifo": fifo})
+
+    def _async_wake(self) -> AsyncWakeups:
+        """The doorbell as the running asyncio loop watches it."""
+        loop = asyncio.get_running_loop()
+        wakeups = self._async_wakeups.get(loop)
+        if wakeups is None:
+            wakeups = self._async_wakeups[loop] = AsyncWakeups(self._wake())
+        return wakeups
+
+    def _poke(self) -> None:
+        """Wake every waiter of this object (a track ended or stopped)."""
+        if self._wakeups is not None:
+            self._wakeups.poke()
 
     def _adopt_tracks(self, infos: list[TrackInfoDict]) -> list[VideoTrack | AudioTrack]:
         """Tracks for all of ``infos``, or none: when one cannot be opened (its
@@ -263,6 +337,7 @@ class MediaDevices(EventTarget):
         return track
 
     def _forget_track(self, track: MediaStreamTrack) -> None:
+        self._poke()  # a coroutine or `wait` on it looks again, and sees it ended
         with self._tracks_lock:
             if self._tracks.pop(track.id, None) is not None and track.kind == "video":
                 stats, (delivered, discarded) = track.stats, self._forgotten_counts

@@ -115,6 +115,13 @@ class SourceReader:
                 raise ReadTimeoutError(f"no new frame on {self._ring.name!r} within the timeout")
         self._doorbell.wait(seen, slice_s)  # only a wake-up: the ring says what is new
 
+    def has_news(self) -> bool:
+        """Whether a read would return at once (no system call)."""
+        frames = self._frames
+        if isinstance(frames, VideoReader):
+            return frames.newest_seq > self.last_seq
+        return frames.available > 0
+
     @property
     def newest_seq(self) -> int:
         frames = self._frames

@@ -45,7 +45,15 @@ after R4, and a torn frame would pass.
 
 Readers do not poll and need no socket: the ``newest`` word is also a
 futex (`Doorbell`, `mediastream.futex`). Writers wake it after each frame
-or block; a reader that found nothing new waits on the value it saw.
+or block (after W4); a reader reads the word before it looks at the ring
+(before R1) and waits on the value it saw. The kernel compares that value
+with the word under its own lock, so a frame published after the look
+either changed the word first (the wait returns at once) or wakes the
+waiter; no frame is slept through. Nothing else is ordered by the futex:
+a reader trusts only the seqlock. There is no waiter count to skip the
+wake when nobody waits: readers may not write to a ring, and a count any
+reader could set to zero would let one reader put the others to sleep
+until their timeouts. The wake costs about 2 us a frame.
 
 The audio writer announces the cursor it is about to reach in
 ``newest_begin``, copies a block, then advances ``cursor`` (frames written

@@ -14,7 +14,6 @@ both.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import threading
@@ -36,7 +35,7 @@ from .errors import (
 from .events import Event, EventHandler, EventTarget
 from .frames import AudioData, VideoFrame, black_frame
 from .holds import HoldTable
-from .reader import ReaderClosed, SourceReader
+from .reader import WAKE_CHECK_S, ReaderClosed, SourceReader
 from .ring import SHM_DIR
 from .wire import TrackInfoDict
 
@@ -52,7 +51,6 @@ __all__ = ["AudioTrack", "MediaStreamTrack", "VideoTrack"]
 log = logging.getLogger(__name__)
 
 INHERENT_PROPERTIES = frozenset({"deviceId", "groupId", "facingMode"})
-ASYNC_SLICE_S = 0.5
 
 ReadT = TypeVar("ReadT", bound=VideoFrame | AudioData)  # what one read returns
 if TYPE_CHECKING:
@@ -276,16 +274,20 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
                 raise
 
     async def aread(self, timeout: float | None = None) -> MediaT:
-        """`read()` for asyncio: waits in a worker thread, in short slices so a
-        cancelled task frees its thread soon after."""
+        """`read()` for asyncio, with no thread: the loop watches this
+        process's doorbell (`MediaDevices.fileno`), and the read itself never
+        blocks. Cancelling it leaves nothing behind."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        wakeups = self._devices._async_wake()
         while True:
-            remaining = ASYNC_SLICE_S if deadline is None else deadline - time.monotonic()
             try:
-                return await asyncio.to_thread(self.read, max(0.0, min(remaining, ASYNC_SLICE_S)))
+                return self.read(timeout=0)
             except ReadTimeoutError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise
+                pass
+            remaining = WAKE_CHECK_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReadTimeoutError(f"no new media on track {self.id} within {timeout} s")
+            await wakeups.wait(min(remaining, WAKE_CHECK_S))
 
     async def __aiter__(self) -> AsyncIterator[MediaT]:
         """``async for frame in track``: until the track stops or ends."""
@@ -351,6 +353,11 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
         if self._ready_state == "ended" or reader is None:
             raise NotReadableError(self._end_reason or f"track {self.id} has ended")
         return reader
+
+    def _has_news(self) -> bool:
+        """Whether `read` would return (or raise, once ended) at once."""
+        reader = self._reader
+        return self._ready_state == "ended" or (reader is not None and reader.has_news())
 
     def _is_live(self) -> bool:
         return self._ready_state == "live"

@@ -85,6 +85,7 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "stopTrack": {"trackId": (str, True)},
     "cloneTrack": {"trackId": (str, True)},
     "holdFrames": {"trackId": (str, True), "table": (str, True)},
+    "registerDoorbell": {"fifo": (str, True)},
     "applyConstraints": {"trackId": (str, True), "constraints": (dict, True)},
     "stats": {},
     "addFakeDevice": {"kind": (str, True), "label": (str, True)},

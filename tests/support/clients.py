@@ -210,6 +210,24 @@ def hold_frames(run_dir: str, width: str, height: str) -> None:
     threading.Event().wait()
 
 
+def async_reader(run_dir: str) -> None:
+    """Read camera frames with aread (the doorbell FIFO path), emit after the
+    first ones, then keep reading until killed."""
+    import asyncio
+
+    async def main() -> None:
+        with MediaDevices(run_dir, name="async-reader") as devices:
+            stream = devices.getUserMedia({"video": {"width": 160, "height": 120}})
+            track = stream.getVideoTracks()[0]
+            for _ in range(3):
+                await track.aread(timeout=5.0)
+            emit(event="reading", seq=(await track.aread(timeout=5.0)).seq)
+            async for _frame in track:
+                pass
+
+    asyncio.run(main())
+
+
 def publish(run_dir: str, name: str) -> None:
     """Publish a camera stream under ``name``, then wait until killed."""
     devices = MediaDevices(run_dir, name="publisher")
@@ -280,6 +298,7 @@ if __name__ == "__main__":
         "on-demand": read_on_demand,
         "hold": hold,
         "hold-frames": hold_frames,
+        "async-reader": async_reader,
         "publish": publish,
         "ask": ask,
         "slow": read_slowly,

@@ -182,7 +182,7 @@ def test_hold_tables_are_checked_before_the_writer_sees_them(
                 devices._connection_request(
                     "holdFrames", {"trackId": track.id, "table": planted(kind)}
                 )
-        with pytest.raises(NotReadableError, match="is not a hold table of ring"):
+        with pytest.raises(NotReadableError, match="is not a hold table name"):
             devices._connection_request("holdFrames", {"trackId": track.id, "table": "../etc"})
         assert stat.S_ISFIFO(made[0].lstat().st_mode)  # left as it was
         assert track.read(timeout=5).seq  # the camera runs on

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import zmq
@@ -35,8 +35,10 @@ from mediabroker.capture.backend import (
 )
 from mediabroker.capture.registry import open_audio_backend, open_video_backend
 from mediabroker.errors import CaptureError, EndOfStream
-from mediastream.holds import HeldSeqs
 from mediastream.ring import AudioWriter, Ring, VideoFormat, VideoWriter
+
+if TYPE_CHECKING:  # the daemon imports this module for CaptureSpec only
+    from mediabroker.capture.readers import ReaderChannel
 
 __all__ = ["CaptureSpec", "capture_main", "decode_status"]
 
@@ -45,7 +47,6 @@ log = logging.getLogger(__name__)
 EXIT_FAILED = 3  # the backend could not open or failed: restart may help
 STATUS_LINGER_MS = 1000  # let the last status message reach the daemon
 COUNTERS_S = 1.0  # how often the backend's counters go to the daemon
-MAX_HOLD_MESSAGE_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,50 +103,10 @@ class _Stop:
             self._waiting = False
 
 
-class _HoldChannel:
-    """Readers' hold tables, as the daemon hands them over
-    (`mediabroker.sources.holds`): looked at before each slot is claimed."""
-
-    def __init__(self, channel: socket.socket | None) -> None:
-        self._channel = channel
-        if channel is not None:
-            channel.setblocking(False)
-        self.holds = HeldSeqs()
-
-    def poll(self) -> None:
-        """Apply what the daemon sent since the last frame (no wait)."""
-        while self._channel is not None:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._channel, MAX_HOLD_MESSAGE_BYTES, 1)
-            except BlockingIOError:
-                return
-            if not data:  # the daemon is gone: the orphan check stops us
-                self._channel = None
-                return
-            self._apply(msgpack.unpackb(data), fds)
-
-    def _apply(self, message: dict[str, Any], fds: list[int]) -> None:
-        holder = str(message.get("holder"))
-        if message.get("op") == "hold" and fds:
-            self.holds.add(holder, fds.pop(), int(message["limit"]))
-            if message.get("token"):
-                assert self._channel is not None
-                self._channel.send(msgpack.packb({"ack": message["token"]}))
-        elif message.get("op") == "drop":
-            self.holds.drop(holder)
-        for fd in fds:  # nothing else carries a file
-            os.close(fd)
-
-    def close(self) -> None:
-        self.holds.close()
-        if self._channel is not None:
-            self._channel.close()
-
-
 def capture_main(spec: CaptureSpec, channel: socket.socket | None = None) -> None:
     """Entry point of the capture process. Exits 0 when stopped or at the end
     of the stream, `EXIT_FAILED` when the device failed. ``channel`` brings
-    readers' hold tables (video)."""
+    readers' hold tables and doorbells."""
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(levelname)s capture[{spec.source_id}] %(message)s",
@@ -160,11 +121,13 @@ def capture_main(spec: CaptureSpec, channel: socket.socket | None = None) -> Non
     status = ctx.socket(zmq.PUSH)
     status.setsockopt(zmq.LINGER, STATUS_LINGER_MS)
     status.connect(spec.status_endpoint)
-    holds = _HoldChannel(channel)
+    from mediabroker.capture.readers import ReaderChannel
+
+    readers = ReaderChannel(channel)
     try:
-        code = _capture(spec, stop, status, holds)
+        code = _capture(spec, stop, status, readers)
     finally:
-        holds.close()
+        readers.close()
         ctx.destroy(linger=STATUS_LINGER_MS)
     sys.exit(code)
 
@@ -200,7 +163,7 @@ class _Status:
 
 
 def _capture(
-    spec: CaptureSpec, stop: _Stop, status_socket: zmq.Socket[Any], holds: _HoldChannel
+    spec: CaptureSpec, stop: _Stop, status_socket: zmq.Socket[Any], readers: ReaderChannel
 ) -> int:
     status = _Status(status_socket, spec.source_id)
 
@@ -209,10 +172,10 @@ def _capture(
         try:
             if isinstance(ring.format, VideoFormat):
                 video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
-                _closing(video, lambda: _video_loop(video, ring, stop, status, holds))
+                _closing(video, lambda: _video_loop(video, ring, stop, status, readers))
             else:
                 audio = open_audio_backend(spec.backend, ring.format)
-                _closing(audio, lambda: _audio_loop(audio, ring, stop, status))
+                _closing(audio, lambda: _audio_loop(audio, ring, stop, status, readers))
         except _StopRequested:
             pass
         except EndOfStream as exc:
@@ -233,25 +196,30 @@ def _closing(backend: VideoBackend | AudioBackend, run: Callable[[], None]) -> N
 
 
 def _video_loop(
-    backend: VideoBackend, ring: Ring, stop: _Stop, status: _Status, holds: _HoldChannel
+    backend: VideoBackend, ring: Ring, stop: _Stop, status: _Status, readers: ReaderChannel
 ) -> None:
     """Capture into the ring until stopped, into slots no reader holds; each
-    commit rings its doorbell."""
-    writer = VideoWriter(ring, holds.holds)
+    commit wakes the ring's futex and rings the readers' doorbells."""
+    writer = VideoWriter(ring, readers.holds)
     while not stop.should_stop():
-        holds.poll()
+        readers.poll()
         view = writer.begin()
         with stop.waiting():
             captured_ns = backend.read_into(view, writer.seq)
         wall_ns = time.time_ns() - (time.monotonic_ns() - captured_ns)
         writer.commit(captured_ns, wall_ns, capture_origin(backend))
+        readers.bells.ring()
         status.frame_done(backend)
 
 
-def _audio_loop(backend: AudioBackend, ring: Ring, stop: _Stop, status: _Status) -> None:
+def _audio_loop(
+    backend: AudioBackend, ring: Ring, stop: _Stop, status: _Status, readers: ReaderChannel
+) -> None:
     writer = AudioWriter(ring)
     while not stop.should_stop():
+        readers.poll()
         with stop.waiting():
             block, captured_ns = backend.read_block()
         writer.write(block, captured_ns)
+        readers.bells.ring()
         status.frame_done(backend)

@@ -215,7 +215,11 @@ class ControlServer:
             self._end_session(old, "hello again")
         self._check_session_room(peer)
         self._sessions.open(connection, args["name"][:MAX_NAME_CHARS])
-        return {"heartbeat_s": self.config.heartbeat_s, "daemon_pid": os.getpid()}
+        return {
+            "heartbeat_s": self.config.heartbeat_s,
+            "daemon_pid": os.getpid(),
+            "shm_prefix": self.config.shm_prefix,  # where clients make their doorbells
+        }
 
     def _check_session_room(self, peer: PeerCredentials) -> None:
         held, limit = len(self._sessions.of_uid(peer.uid)), self.config.sessions_per_user

@@ -30,7 +30,7 @@ from mediabroker.selection import (
     settle_settings,
 )
 from mediabroker.sources import Lease, SourceManager
-from mediabroker.sources.holds import open_hold_table
+from mediabroker.sources.reader_files import open_doorbell, open_hold_table
 from mediabroker.sources.rings import ring_slots
 from mediastream.errors import (
     AbortError,
@@ -54,7 +54,7 @@ MAX_LABEL_CHARS = 100
 
 class MediaOps:
     """enumerateDevices, getUserMedia, applyConstraints, stopTrack, cloneTrack,
-    and holdFrames (ours: `mediabroker.sources.holds`)."""
+    holdFrames and registerDoorbell (ours: `mediabroker.sources.reader_files`)."""
 
     def __init__(
         self,
@@ -78,6 +78,7 @@ class MediaOps:
             "stopTrack": self.stop_track,
             "cloneTrack": self.clone_track,
             "holdFrames": self.hold_frames,
+            "registerDoorbell": self.register_doorbell,
         }
 
     async def enumerate_devices(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +126,7 @@ class MediaOps:
             lease.release()
             return {}
         old, track.lease = track.lease, lease
+        self._tracks.sync_doorbell(session)
         old.release()
         track.settings, track.constraints = settings, constraint_set
         return {"track": track.to_wire()}
@@ -142,6 +144,17 @@ class MediaOps:
         self._tracks.check_track_room(session, 1)
         return {"track": self._tracks.mirror_track(session, original).to_wire()}
 
+    async def register_doorbell(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+        """The process's doorbell FIFO (`mediastream.wakeups`): from now on
+        every source its tracks read rings it after each frame."""
+        config = self._quota.config
+        fd = open_doorbell(config.shm_dir, config.shm_prefix, args["fifo"], session.peer.uid)
+        if self._sessions.get(session.identity) is not session:
+            os.close(fd)
+            raise InvalidStateError("the session ended while its doorbell was opened")
+        self._tracks.set_doorbell(session, fd)
+        return {}
+
     async def hold_frames(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         """Register the reader's hold table for a video track's ring; replies
         with how many frames it may hold at once."""
@@ -152,7 +165,7 @@ class MediaOps:
         table = open_hold_table(config.shm_dir, source.ring_name, args["table"], session.peer.uid)
         limit = await source.grant_holds(holder, table, config.held_frames)
         if not self._tracks.is_live(track) or track.source is not source:
-            source.holds.drop(holder)  # stopped or moved while the writer took it
+            source.readers.drop_holds(holder)  # stopped or moved while the writer took it
             raise InvalidStateError(f"track {track.id} left its source while it asked to hold")
         return {"limit": limit}
 

@@ -15,8 +15,12 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mediabroker.daemon.zmtp import Connection, PeerCredentials
+
+if TYPE_CHECKING:
+    from mediabroker.sources import Source
 
 __all__ = ["Session", "SessionTable", "reap_sessions"]
 
@@ -33,6 +37,8 @@ class Session:
     delivered: int | None = None  # frames its tracks read, as its heartbeats say
     discarded: int | None = None  # frames its tracks skipped
     unknown_names: set[str] = field(default_factory=set)  # constraint names logged once
+    doorbell: int | None = None  # its process's FIFO (write end), rung for each frame
+    rung_by: set[Source] = field(default_factory=set)  # the sources that ring it
 
     @property
     def identity(self) -> bytes:

@@ -9,6 +9,7 @@ to its own session only, as notices on the control socket.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ class TrackTable:
         track = TrackRecord(track_id, session, lease, settings, constraints)
         self._tracks[track.id] = track
         session.tracks.add(track.id)
+        self.sync_doorbell(session)
         return track
 
     def mirror_track(self, session: Session, original: TrackRecord) -> TrackRecord:
@@ -158,6 +160,7 @@ class TrackTable:
         if self._tracks.pop(track.id, None) is None:
             return
         track.session.tracks.discard(track.id)
+        self.sync_doorbell(track.session)
         track.lease.release()
         self.streams.track_gone(track)
 
@@ -171,6 +174,33 @@ class TrackTable:
         self.streams.session_gone(session)
         for track_id in list(session.tracks):
             self.release(self._tracks[track_id])
+        if session.doorbell is not None:
+            os.close(session.doorbell)
+            session.doorbell = None
+
+    def set_doorbell(self, session: Session, fd: int) -> None:
+        """``session``'s process wants its doorbell rung by every source its
+        tracks read (``fd``: taken over)."""
+        for source in session.rung_by:
+            source.readers.drop_bell(_bell_key(session))
+        session.rung_by = set()
+        if session.doorbell is not None:
+            os.close(session.doorbell)
+        session.doorbell = fd
+        self.sync_doorbell(session)
+
+    def sync_doorbell(self, session: Session) -> None:
+        """Make the sources that ring ``session``'s doorbell the ones its
+        tracks read now (after a track is added, moved or released)."""
+        if session.doorbell is None:
+            return
+        key = _bell_key(session)
+        wanted = {self._tracks[i].source for i in session.tracks if i in self._tracks}
+        for source in session.rung_by - wanted:
+            source.readers.drop_bell(key)
+        for source in wanted - session.rung_by:
+            source.readers.add_bell(key, session.doorbell)
+        session.rung_by = wanted
 
     # -- SourceListener ------------------------------------------------------
 
@@ -194,6 +224,11 @@ class TrackTable:
     def of_source(self, source: Source) -> list[TrackRecord]:
         """Tracks that read ``source`` or a source derived from it."""
         return [t for t in self._tracks.values() if source in (t.source, t.source.parent)]
+
+
+def _bell_key(session: Session) -> str:
+    """How a session's doorbell is named to the capture processes."""
+    return session.identity.hex()
 
 
 def _reframe(track: TrackRecord) -> dict[str, Any]:

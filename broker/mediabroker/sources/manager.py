@@ -278,7 +278,7 @@ class SourceManager:
         when it has ended: there is nothing to keep warm)."""
         source = lease.source
         source.leases.discard(lease)
-        source.holds.drop(lease.holder)
+        source.readers.drop_holds(lease.holder)
         if source.leases:
             return
         delay = 0.0 if source.state.finished else self._config.idle_close_s

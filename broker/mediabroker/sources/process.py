@@ -41,7 +41,7 @@ class CaptureProcess:
         on_exit: Callable[[CaptureProcess], None],
     ) -> None:
         """``channel`` is the process's end of its hold channel
-        (`mediabroker.sources.holds`); it is closed here once handed over."""
+        (`mediabroker.sources.reader_files`); it is closed here once handed over."""
         self.spec = spec
         self._channel = channel
         self.pid: int | None = None

@@ -36,9 +36,9 @@ from mediabroker.capture.main import CaptureSpec
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
 from mediabroker.framing import CROP_AND_SCALE, Framing
-from mediabroker.sources.holds import UNHELD_SLOTS, HoldGrants
 from mediabroker.sources.policy import Progress, StallWatch
 from mediabroker.sources.process import CaptureProcess
+from mediabroker.sources.reader_files import UNHELD_SLOTS, ReaderFiles
 from mediabroker.sources.rings import check_budget, ring_slots
 from mediabroker.sources.status import CaptureStatus
 from mediastream.errors import NotReadableError
@@ -142,7 +142,7 @@ class Source:
             self.frame_rate, config.source_start_timeout_s, time.monotonic(), config.stall_s
         )
         holdable = self._ring_slots() - UNHELD_SLOTS if isinstance(self.format, VideoFormat) else 0
-        self.holds = HoldGrants(source_id, holdable)
+        self.readers = ReaderFiles(source_id, holdable)  # hold tables, doorbells
 
     @property
     def holders(self) -> list[str]:
@@ -190,15 +190,15 @@ class Source:
             self._config.log_level,
             self.nice,
         )
-        self._process = CaptureProcess(spec, self.holds.new_channel(), self._on_exit)
+        self._process = CaptureProcess(spec, self.readers.new_channel(), self._on_exit)
         self._process.start()
         self._watch.restart(time.monotonic())
 
     async def grant_holds(self, holder: str, table_fd: int, wanted: int) -> int:
         """Let ``holder`` hold up to ``wanted`` frames through its table (see
-        `mediabroker.sources.holds`); returns how many it may."""
+        `mediabroker.sources.reader_files`); returns how many it may."""
         running = self._process is not None and self._process.running
-        return await self.holds.grant(holder, table_fd, wanted, running)
+        return await self.readers.grant(holder, table_fd, wanted, running)
 
     async def suspend(self) -> None:
         """Stop the capture process without ending the source (to re-open the
@@ -327,7 +327,7 @@ class Source:
             self.started.set_exception(NotReadableError(f"{self.device.label}: source closed"))
         if self._process is not None:
             await self._process.stop(self._config.stop_deadline_s)
-        self.holds.close()
+        self.readers.close()
         if self._ring is not None:
             self._ring.close()
             Ring.unlink(self.ring_name, self._config.shm_dir)

@@ -1,5 +1,6 @@
-"""The daemon's side of held frames: which reader may hold how many frames
-of a source, and the channel that hands their tables to its capture process.
+"""What readers hand to a source's capture process, and the channel it goes
+by: hold tables (which reader may hold how many frames) and doorbells
+(a FIFO per reading process the writer rings after each frame).
 
 Design note. A reader's hold table is its own file (`mediastream.holds`).
 The daemon opens it once, after checking that it is a regular file of the
@@ -14,6 +15,12 @@ table.
 A ring of n slots lets readers hold n - `UNHELD_SLOTS` frames in all, so
 the writer always has a slot to write, one to publish and one for readers
 that do not hold.
+
+A doorbell (`mediastream.wakeups`) is a FIFO the reading process created
+and keeps open; the daemon opens it for writing after the same checks and
+hands it the same way, for every source that process's tracks read. No
+acknowledgement is needed: a missed ring only delays a reader until its
+next check, and readers look at the ring before they wait.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from mediastream.errors import HoldLimitError, NotReadableError
 from mediastream.holds import HOLD_TABLE_BYTES
 from mediastream.ring import check_segment_name
 
-__all__ = ["UNHELD_SLOTS", "HoldGrants", "open_hold_table"]
+__all__ = ["UNHELD_SLOTS", "ReaderFiles", "open_doorbell", "open_hold_table"]
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +59,49 @@ def open_hold_table(shm_dir: Path, ring_name: str, name: str, uid: int) -> int:
     """Open reader ``uid``'s hold table ``name`` for ``ring_name`` read-only;
     raises `NotReadableError` unless it is that user's regular file of the
     table's size (never follows a link, never blocks on a FIFO)."""
-    if not name.startswith(ring_name + ".hold."):
-        raise NotReadableError(f"{name!r} is not a hold table of ring {ring_name!r}")
-    path = shm_dir / check_segment_name(name)
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise NotReadableError(f"cannot open the hold table {path}: {exc.strerror}") from exc
+    fd = _open_readers_file(shm_dir, ring_name + ".hold.", name, os.O_RDONLY, "hold table")
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_uid != uid or info.st_size != HOLD_TABLE_BYTES:
         os.close(fd)
         raise NotReadableError(
-            f"{path} is not a hold table of uid {uid}: it must be that user's "
+            f"{shm_dir / name} is not a hold table of uid {uid}: it must be that user's "
             f"regular file of {HOLD_TABLE_BYTES} bytes"
         )
     return fd
 
 
-class HoldGrants:
-    """One source's hold tables and its channel to the capture process."""
+def open_doorbell(shm_dir: Path, prefix: str, name: str, uid: int) -> int:
+    """Open reader ``uid``'s doorbell FIFO ``name`` (``prefix`` + "bell.")
+    for writing; raises `NotReadableError` unless it is that user's FIFO and
+    the reader holds it open (else the open fails: it would never wake)."""
+    fd = _open_readers_file(shm_dir, prefix + "bell.", name, os.O_WRONLY, "doorbell")
+    info = os.fstat(fd)
+    if not stat.S_ISFIFO(info.st_mode) or info.st_uid != uid:
+        os.close(fd)
+        raise NotReadableError(f"{shm_dir / name} is not a doorbell FIFO of uid {uid}")
+    return fd
+
+
+def _open_readers_file(shm_dir: Path, start: str, name: str, mode: int, what: str) -> int:
+    """Open a file a reader made, by name: never a link, never blocking."""
+    if not name.startswith(start):
+        raise NotReadableError(f"{name!r} is not a {what} name (it starts {start!r})")
+    path = shm_dir / check_segment_name(name)
+    try:
+        return os.open(path, mode | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NotReadableError(f"cannot open the {what} {path}: {exc.strerror}") from exc
+
+
+class ReaderFiles:
+    """One source's hold tables and doorbells, and its channel to the
+    capture process."""
 
     def __init__(self, source_id: str, holdable: int) -> None:
         self._source_id = source_id
         self._holdable = holdable  # frames all readers together may hold
         self._grants: dict[str, _Grant] = {}
+        self._bells: dict[str, int] = {}  # reading process -> our own dup of its FIFO
         self._channel: socket.socket | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._tokens = itertools.count(1)
@@ -91,13 +116,30 @@ class HoldGrants:
         asyncio.get_running_loop().add_reader(ours.fileno(), self._read_acks)
         for holder, grant in self._grants.items():
             self._send_table(holder, grant, token=0)
+        for reader, fd in self._bells.items():
+            self._send({"op": "bell", "holder": reader}, fd)
         return theirs
+
+    def add_bell(self, reader: str, fd: int) -> None:
+        """Ring ``reader``'s doorbell after every frame (``fd`` is dup'ed)."""
+        self.drop_bell(reader)
+        self._bells[reader] = os.dup(fd)
+        try:
+            self._send({"op": "bell", "holder": reader}, self._bells[reader])
+        except OSError:
+            pass  # logged; the process is restarted with every doorbell
+
+    def drop_bell(self, reader: str) -> None:
+        fd = self._bells.pop(reader, None)
+        if fd is not None:
+            os.close(fd)
+            self._send({"op": "unbell", "holder": reader})
 
     async def grant(self, holder: str, fd: int, wanted: int, running: bool) -> int:
         """Grant ``holder`` up to ``wanted`` held frames through table ``fd``
         (taken over: closed here when dropped); returns how many. Raises
         `HoldLimitError` when the ring has none left."""
-        self.drop(holder)
+        self.drop_holds(holder)
         free = self._holdable - sum(g.limit for g in self._grants.values())
         if free < 1:
             os.close(fd)
@@ -119,7 +161,7 @@ class HoldGrants:
             self._send_table(holder, grant, token)
             await asyncio.wait_for(future, ACK_TIMEOUT_S)
         except (TimeoutError, OSError) as exc:
-            self.drop(holder)
+            self.drop_holds(holder)
             raise NotReadableError(
                 f"the capture process of source {self._source_id} did not take the hold "
                 f"table within {ACK_TIMEOUT_S:g} s (is it delivering frames?)"
@@ -127,7 +169,7 @@ class HoldGrants:
         finally:
             self._acks.pop(token, None)
 
-    def drop(self, holder: str) -> None:
+    def drop_holds(self, holder: str) -> None:
         """Forget ``holder``'s table (its lease ended). Idempotent."""
         grant = self._grants.pop(holder, None)
         if grant is None:
@@ -137,7 +179,9 @@ class HoldGrants:
 
     def close(self) -> None:
         for holder in list(self._grants):
-            self.drop(holder)
+            self.drop_holds(holder)
+        for reader in list(self._bells):
+            self.drop_bell(reader)
         self._close_channel()
 
     def _send_table(self, holder: str, grant: _Grant, token: int) -> None:
