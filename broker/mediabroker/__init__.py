@@ -14,12 +14,17 @@ Code map, by where the code runs:
 - ``capture/``  what runs inside a child that opens a device: the capture
                 loop, the backend seam and its drivers, the probe child.
 - ``cli/``      the ``mediabroker`` command.
+- ``recorder/`` what ``mediabroker record`` runs, a client of the daemon:
+                the only importer of PyAV (lazily, for H.264).
 - top level:    ``config`` (settings; ``config_values`` parses each value),
                 ``constraints`` and ``selection``
                 (pure: the spec's SelectSettings, which device and mode a
                 track gets), ``errors`` (the daemon's own), ``filemodes``
                 (modes and groups of the run dir and sockets), ``launcher``
-                (start a daemon and wait for READY=1, for tests, demo, bench).
+                (start a daemon and wait for READY=1, for tests, demo, bench),
+                ``install`` (with ``install_root``, ``install_sources`` and
+                ``uninstall``: the systemd service install, standard library
+                only, as systemd/install runs it before anything is installed).
 
 The contract both sides share (wire protocol, ring layout, paths, the
 errors a client sees) is in ``mediastream``, the client package.

@@ -2,7 +2,8 @@
 
 ``serve`` runs a daemon (`mediabroker.cli.serve`); ``devices`` and ``stats``
 (`inspect`), ``snapshot`` and ``record`` (`media`) and ``fake-device``
-(`fakes`) are clients of a running one; ``demo`` runs both (`demo`). Each
+(`fakes`) are clients of a running one; ``demo`` runs both (`demo`);
+``install-service`` installs the daemon as a systemd service (`service`). Each
 of those modules adds its own sub-command; this one builds the parser, sets
 up logging and turns a client's expected failures into one line on stderr.
 
@@ -25,6 +26,7 @@ from mediabroker.cli.inspect import add_parsers as add_devices_and_stats
 from mediabroker.cli.media import add_parsers as add_snapshot_and_record
 from mediabroker.cli.options import EXIT_FAILED, EXIT_INTERRUPTED
 from mediabroker.cli.serve import add_parser as add_serve
+from mediabroker.cli.service import add_parser as add_install_service
 from mediabroker.config import DEFAULT_CONFIG_PATH
 from mediabroker.config_values import LOG_LEVELS
 from mediabroker.errors import CommandError
@@ -49,6 +51,7 @@ examples:
   mediabroker snapshot camera -o frame.png
   mediabroker record camera -o clip.mp4 --duration 5
   mediabroker record microphone -o tone.wav --duration 2
+  mediabroker install-service            as root: the daemon as a systemd service
 
 The daemon reads {DEFAULT_CONFIG_PATH} when it exists (--config to choose
 another); its flags override the file. Clients find the daemon with
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_devices_and_stats(commands)
     add_snapshot_and_record(commands)
     add_demo(commands)
+    add_install_service(commands)
     return parser
 
 

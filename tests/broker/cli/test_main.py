@@ -10,7 +10,16 @@ import pytest
 
 from support import run_mediabroker
 
-COMMANDS = ("serve", "fake-device", "devices", "stats", "snapshot", "record", "demo")
+COMMANDS = (
+    "serve",
+    "fake-device",
+    "devices",
+    "stats",
+    "snapshot",
+    "record",
+    "demo",
+    "install-service",
+)
 
 mediabroker = run_mediabroker
 
