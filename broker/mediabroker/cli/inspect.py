@@ -61,8 +61,9 @@ def _add_stats(commands: Any) -> None:
         "stats",
         "live view of sources, consumers and the daemon's processes",
         "Sources (format, frame rate, frames, drops, shared memory, holders), consumers\n"
-        "(pid, name, user, tracks) and the daemon's processes (CPU %, RSS), refreshed\n"
-        "every --interval seconds until Ctrl-C. Rates are measured over each interval.",
+        "(pid, name, user, tracks, frames delivered and discarded as their heartbeats\n"
+        "say) and the daemon's processes (CPU %, RSS), refreshed every --interval\n"
+        "seconds until Ctrl-C. Rates are measured over each interval.",
     )
     add_client_options(stats)
     stats.add_argument(
@@ -249,7 +250,7 @@ def _consumer_row(session: dict[str, Any]) -> dict[str, Any]:
         "uid": uid,
         "user": user_name(uid) if isinstance(uid, int) else "",
         "tracks": len(session.get("tracks", [])),
-        # Counted in each client; null while the daemon does not collect them.
+        # Counted in each client, sent with its heartbeats; null before its first.
         "delivered": session.get("delivered"),
         "discarded": session.get("discarded"),
     }
