@@ -1,18 +1,18 @@
 """``mediabroker snapshot`` and ``mediabroker record``: a camera's frame to an
 image, a camera to a video file, a microphone to a WAV file.
 
-Ordinary clients of the daemon through the public `mediastream` API.
-OpenCV is imported only by the commands that write images or video, so the
-other commands never load it. Failures are `CommandError` (status 2 for a
-file format we cannot write, found before the daemon is asked).
+Ordinary clients of the daemon through the public `mediastream` API. This
+module parses the command lines, finds the device and opens the track;
+recording itself is `mediabroker.recorder`. OpenCV (and PyAV, for H.264)
+are imported only by the commands that write images or video, so the
+other commands never load them. Failures are `CommandError` (status 2 for
+a file we cannot write, found before the daemon is asked).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-import wave
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,11 +26,13 @@ from mediabroker.cli.options import (
     add_client_options,
     add_command,
     add_size_options,
-    positive_seconds,
+    positive_int,
 )
 from mediabroker.errors import CommandError
+from mediabroker.recorder import Request, make_plan, record
+from mediabroker.recorder.encoders import CODECS
+from mediabroker.recorder.files import check_directory
 from mediastream import (
-    AudioData,
     FrameOverwrittenError,
     MediaDeviceInfo,
     MediaDevices,
@@ -38,11 +40,9 @@ from mediastream import (
     VideoFrame,
 )
 
-__all__ = ["Progress", "add_parsers", "run_record", "run_snapshot"]
+__all__ = ["add_parsers", "run_snapshot"]
 
 READ_TIMEOUT_S = 5.0  # a device start takes up to the daemon's start timeout
-PROGRESS_EVERY_S = 0.1  # tty progress line refresh; one line a second otherwise
-VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}  # the headless wheel has no H.264 encoder
 
 
 def add_parsers(commands: Any) -> None:
@@ -64,15 +64,34 @@ def add_parsers(commands: Any) -> None:
     _add_record(commands)
 
 
+RECORD_DESCRIPTION = """\
+Record a camera to a video file or a microphone to a WAV file (16-bit PCM),
+for --duration seconds or until stopped: SIGTERM (a service manager) and
+Ctrl-C finish the file and exit 0. The file keeps real time: frames are
+placed by their capture time, and the repeated and dropped frames this
+costs are counted in the summary. A progress line shows on a terminal only.
+
+containers and codecs:
+  .mp4  H.264 through PyAV (pip install 'mediabroker[record]'), a fragmented
+        MP4 that stays playable whatever stops the recorder; without PyAV,
+        or with --codec mpeg4, MPEG-4 Part 2 through OpenCV
+  .mkv  H.264 through PyAV, Matroska
+  .avi  Motion JPEG through OpenCV
+  .wav  16-bit PCM
+
+examples:
+  mediabroker record camera -o clip.mp4 --duration 10
+  mediabroker record camera -o /var/lib/rec/cam.mp4 --segment 600 --keep 144
+                        ten-minute files cam-00001.mp4, ..., the newest 144 kept
+"""
+
+
 def _add_record(commands: Any) -> None:
     record = add_command(
         commands,
         "record",
-        "record a camera (.avi, .mp4) or a microphone (.wav)",
-        "Record a camera to .avi (Motion JPEG) or .mp4 (MPEG-4 Part 2; the headless\n"
-        "OpenCV build has no H.264), or a microphone to .wav (16-bit PCM), for\n"
-        "--duration seconds of media, with a progress line on stderr. Frames this\n"
-        "reader missed are repeated, so the file keeps real time.",
+        "record a camera (.mp4, .mkv, .avi) or a microphone (.wav)",
+        RECORD_DESCRIPTION,
     )
     add_client_options(record)
     record.add_argument("device", metavar="DEVICE", help=DEVICE_HELP)
@@ -82,17 +101,92 @@ def _add_record(commands: Any) -> None:
         type=Path,
         required=True,
         metavar="FILE",
-        help="out.avi, out.mp4 or out.wav",
+        help="out.mp4, out.mkv, out.avi or out.wav (with --segment: the name the numbered "
+        "files are made from)",
     )
     record.add_argument(
         "--duration",
-        type=positive_seconds,
-        default=5.0,
+        type=_positive_float,
         metavar="SECONDS",
-        help="seconds of media to record (default 5)",
+        help="seconds of media to record (default: until stopped)",
     )
+    record.add_argument(
+        "--segment",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="start a new numbered file (out-00001.mp4, ...) every SECONDS of media; "
+        "numbering goes on after the highest number already there",
+    )
+    record.add_argument(
+        "--keep",
+        type=positive_int,
+        metavar="N",
+        help="with --segment: keep the newest N finished segments (earlier runs' too), "
+        "remove older ones",
+    )
+    _add_video_options(record)
     add_size_options(record)
     record.set_defaults(func=_record, client=True)
+
+
+def _add_video_options(record: argparse.ArgumentParser) -> None:
+    record.add_argument(
+        "--codec",
+        choices=sorted(CODECS),
+        help="video codec (default: h264 in .mp4 and .mkv when PyAV is installed, else mpeg4; "
+        "mjpeg in .avi)",
+    )
+    record.add_argument(
+        "--fps",
+        type=_positive_float,
+        metavar="FPS",
+        help="frame rate of the file; the daemon drops frames to it, once for every "
+        "track that asks (default: the camera's)",
+    )
+    rate = record.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--quality",
+        type=_quality,
+        metavar="1-100",
+        help="H.264: constant quality, 55 by default (x264's CRF 23; CRF = 51 x (100 - Q) "
+        "/ 100); Motion JPEG: JPEG quality",
+    )
+    rate.add_argument(
+        "--bitrate",
+        type=_bitrate,
+        metavar="RATE",
+        help="H.264 only: average bits per second, such as 2M or 800k",
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{text} is over 100")
+    return value
+
+
+def _bitrate(text: str) -> int:
+    """``2M``, ``800k`` or ``1500000``: bits per second."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    try:
+        value = round(float(digits) * scale)
+    except (ValueError, OverflowError):  # not a number, nan, inf
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bitrate (2M, 800k)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -100,9 +194,28 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    return run_record(
-        args.run_dir, args.device, args.output, args.duration, args.width, args.height, sys.stderr
+    request = Request(
+        output=args.output,
+        duration_s=args.duration,
+        segment_s=args.segment,
+        keep=args.keep,
+        codec=args.codec,
+        fps=args.fps,
+        quality=args.quality,
+        bitrate=args.bitrate,
     )
+    plan = make_plan(request)  # every usage mistake, before the daemon is asked
+    with MediaDevices(args.run_dir, name="mediabroker record") as devices:
+        info = find_device(devices.enumerateDevices(), args.device, plan.kind)
+        extra = _size_constraints(args.width, args.height) if plan.kind == "videoinput" else {}
+        if args.fps is not None:
+            extra["frameRate"] = {"exact": args.fps}
+        track = _open_track(devices, info, extra)
+        try:
+            record(track, plan, sys.stdout)
+        finally:
+            track.stop()
+    return EXIT_OK
 
 
 def _open_track(
@@ -154,6 +267,7 @@ def run_snapshot(
     image format OpenCV writes)."""
     import cv2
 
+    check_directory(output)
     if not cv2.haveImageWriter(str(output)):
         raise CommandError(
             f"cannot write {output.suffix or 'extension-less'} images; name the file .png or .jpg",
@@ -171,145 +285,3 @@ def run_snapshot(
     shape = "x".join(str(n) for n in frame.data.shape[1::-1])
     out.write(f"saved frame {frame.seq} ({shape} {frame.format}) of {info.label} to {output}\n")
     return EXIT_OK
-
-
-# -- record --------------------------------------------------------------------
-
-
-class Progress:
-    """One status line on a terminal (redrawn in place), one line a second otherwise."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._last = 0.0
-        self._width = 0
-
-    def update(self, text: str) -> None:
-        """Show ``text``, unless the line was drawn too recently (then drop it)."""
-        now = time.monotonic()
-        if now - self._last < (PROGRESS_EVERY_S if self._tty else 1.0):
-            return
-        self._last = now
-        if self._tty:
-            self._stream.write("\r" + text.ljust(self._width))
-            self._width = len(text)
-        else:
-            self._stream.write(text + "\n")
-        self._stream.flush()
-
-    def finish(self) -> None:
-        """End the redrawn line, so what follows starts on a line of its own."""
-        if self._tty and self._width:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def run_record(
-    run_dir: Path | None,
-    query: str,
-    output: Path,
-    duration_s: float,
-    width: int | None,
-    height: int | None,
-    progress: TextIO,
-) -> int:
-    """Record ``duration_s`` seconds of a camera (.avi MJPG, .mp4 mp4v) or a
-    microphone (.wav, 16-bit PCM) to ``output``, with a progress line."""
-    kind = _recorded_kind(output)
-    with MediaDevices(run_dir, name="mediabroker record") as devices:
-        info = find_device(devices.enumerateDevices(), query, kind)
-        extra = _size_constraints(width, height) if kind == "videoinput" else {}
-        track = _open_track(devices, info, extra)
-        try:
-            if kind == "audioinput":
-                summary = _record_audio(track, output, duration_s, Progress(progress))
-            else:
-                summary = _record_video(track, output, duration_s, Progress(progress))
-        finally:
-            track.stop()
-    progress.write(f"wrote {summary} of {info.label} to {output}\n")
-    return EXIT_OK
-
-
-def _recorded_kind(output: Path) -> str:
-    """The device kind a file of that name records; `CommandError` (2) for
-    a format we do not write."""
-    suffix = output.suffix.lower()
-    if suffix == ".wav":
-        return "audioinput"
-    if suffix in VIDEO_CODECS:
-        return "videoinput"
-    raise CommandError(
-        f"cannot record to {suffix or 'extension-less'} files: "
-        "use .avi or .mp4 for a camera, .wav for a microphone",
-        EXIT_USAGE,
-    )
-
-
-def _record_video(
-    track: MediaStreamTrack, output: Path, duration_s: float, progress: Progress
-) -> str:
-    settings = track.getSettings()
-    size = (int(settings["width"]), int(settings["height"]))
-    rate = float(settings["frameRate"])
-    color = settings.get("pixelFormat", "bgr24") != "gray8"
-    writer = _video_writer(output, size, rate, color)
-    target = max(1, round(duration_s * rate))
-    written = skipped = last_seq = 0
-    try:
-        while written < target:
-            frame = _next_frame(track)
-            # A frame the reader missed is repeated, so the file keeps real time.
-            gap = frame.seq - last_seq if last_seq else 1
-            skipped += gap - 1
-            last_seq = frame.seq
-            image = _bgr(frame)
-            for _ in range(min(gap, target - written)):
-                writer.write(image)
-                written += 1
-            progress.update(
-                f"recording {track.label}: {written / rate:.1f} / {target / rate:.1f} s, "
-                f"{written} frames, {skipped} repeated"
-            )
-    finally:
-        writer.release()
-    progress.finish()
-    return f"{written} frames ({size[0]}x{size[1]} at {rate:g} fps, {skipped} repeated)"
-
-
-def _video_writer(output: Path, size: tuple[int, int], rate: float, color: bool) -> Any:
-    """An open `cv2.VideoWriter` for ``output`` in the codec of its suffix;
-    `CommandError` when OpenCV cannot write it."""
-    import cv2
-
-    fourcc = cv2.VideoWriter.fourcc(*VIDEO_CODECS[output.suffix.lower()])
-    writer = cv2.VideoWriter(str(output), fourcc, rate, size, isColor=color)
-    if not writer.isOpened():
-        raise CommandError(f"OpenCV cannot write {output} ({output.suffix} at {rate:g} fps)")
-    return writer
-
-
-def _record_audio(
-    track: MediaStreamTrack, output: Path, duration_s: float, progress: Progress
-) -> str:
-    settings = track.getSettings()
-    rate, channels = int(settings["sampleRate"]), int(settings["channelCount"])
-    target = max(1, round(duration_s * rate))
-    written = 0
-    with wave.open(str(output), "wb") as file:
-        file.setnchannels(channels)
-        file.setsampwidth(2)
-        file.setframerate(rate)
-        while written < target:
-            block = track.read(timeout=READ_TIMEOUT_S)
-            assert isinstance(block, AudioData)
-            samples = block.data[: target - written]
-            pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-            file.writeframes(pcm.tobytes())
-            written += len(samples)
-            progress.update(
-                f"recording {track.label}: {written / rate:.1f} / {target / rate:.1f} s"
-            )
-    progress.finish()
-    return f"{written / rate:.1f} s ({rate} Hz, {channels} channel(s), 16-bit)"

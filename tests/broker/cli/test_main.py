@@ -70,7 +70,7 @@ def test_a_usage_mistake_found_by_a_command_is_status_2_in_one_line(tmp_path: Pa
     run_dir = str(tmp_path / "none")
     for args, says in [
         (("fake-device", "add"), "say what to add: camera or microphone"),
-        (("record", "camera", "-o", "clip.mkv"), "cannot record to .mkv files: use .avi"),
+        (("record", "camera", "-o", "clip.mov"), "cannot record to .mov files: use .mp4"),
     ]:
         result = client_error(*args, "--run-dir", run_dir)
         assert result.returncode == 2, (args, result.stderr)
