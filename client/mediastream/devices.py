@@ -248,6 +248,8 @@ class MediaDevices(EventTarget):
         connection.close()
         if self._wakeups is not None:
             self._wakeups.poke()  # coroutines waiting look, and see their tracks ended
+            for watcher in list(self._async_wakeups.values()):
+                watcher.close()  # before the descriptor closes: its number may be reused
             self._wakeups.close()
 
     def __enter__(self) -> MediaDevices:

@@ -280,10 +280,11 @@ class MediaStreamTrack(EventTarget, Generic[MediaT]):
         deadline = None if timeout is None else time.monotonic() + timeout
         wakeups = self._devices._async_wake()
         while True:
-            try:
-                return self.read(timeout=0)
-            except ReadTimeoutError:
-                pass
+            if self._has_news():
+                try:
+                    return self.read(timeout=0)
+                except ReadTimeoutError:
+                    pass  # a hold lost to the writer, or news gone stale: wait again
             remaining = WAKE_CHECK_S if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 raise ReadTimeoutError(f"no new media on track {self.id} within {timeout} s")

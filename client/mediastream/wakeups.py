@@ -29,6 +29,7 @@ import os
 import secrets
 import select
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,8 +97,8 @@ class Wakeups:
         if self._fd < 0:
             return
         try:
-            while os.read(self._fd, DRAIN_BYTES):
-                pass
+            while len(os.read(self._fd, DRAIN_BYTES)) == DRAIN_BYTES:
+                pass  # a short read emptied it: no second call to learn so
         except BlockingIOError:
             pass
 
@@ -134,32 +135,34 @@ def _open_own_fifo(path: Path, group: int) -> int:
 
 
 class AsyncWakeups:
-    """`Wakeups` for asyncio: the loop watches the descriptor, and every
+    """`Wakeups` for asyncio: the loop watches the descriptor (from the first
+    wait for as long as the loop runs: no epoll_ctl per frame), and every
     coroutine waiting in `wait` wakes when it is readable. No threads."""
 
     def __init__(self, wakeups: Wakeups) -> None:
         self._wakeups = wakeups
         self._waiters: set[asyncio.Future[None]] = set()
-        self._watched: tuple[asyncio.AbstractEventLoop, int, int] | None = None
+        # (loop, descriptor, renewals), the loop weakly: the MediaDevices keys
+        # its watchers by loop in a WeakKeyDictionary, which a strong
+        # reference here would keep alive forever.
+        self._watched: tuple[weakref.ref[asyncio.AbstractEventLoop], int, int] | None = None
 
     async def wait(self, timeout_s: float) -> None:
         """Until the next byte (drained for all), or ``timeout_s``."""
         loop = asyncio.get_running_loop()
         self._watch(loop)
         future: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(timeout_s, _settle, future)
         self._waiters.add(future)
         try:
-            await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            pass
+            await future
         finally:
+            timer.cancel()
             self._waiters.discard(future)
-            if not self._waiters:
-                self._unwatch()
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         fd = self._wakeups.fileno()
-        key = (loop, fd, self._wakeups.renewals)
+        key = (weakref.ref(loop), fd, self._wakeups.renewals)
         if self._watched == key:
             return
         self._unwatch()
@@ -167,14 +170,32 @@ class AsyncWakeups:
         self._watched = key
 
     def _unwatch(self) -> None:
-        if self._watched is not None:
-            loop, fd, _ = self._watched
-            self._watched = None
-            if not loop.is_closed():
-                loop.remove_reader(fd)
+        if self._watched is None:
+            return
+        loop_ref, fd, _ = self._watched
+        self._watched = None
+        loop = loop_ref()
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop or not loop.is_running():
+            loop.remove_reader(fd)
+        else:  # closed from another thread than the loop's
+            loop.call_soon_threadsafe(loop.remove_reader, fd)
 
     def _readable(self) -> None:
         self._wakeups.drain()
         for future in list(self._waiters):
-            if not future.done():
-                future.set_result(None)
+            _settle(future)
+
+    def close(self) -> None:
+        """Stop watching (the MediaDevices closes)."""
+        self._unwatch()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
