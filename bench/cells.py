@@ -36,7 +36,7 @@ from .futex import FutexSegment
 from .producers import producer_main
 from .reader import reader_main
 from .receivers import FrameMessage
-from .specs import Cell, CellResult, ProducerSpec, ReaderReport, ReaderSpec
+from .specs import DAEMON_PATHS, Cell, CellResult, ProducerSpec, ReaderReport, ReaderSpec
 
 __all__ = ["BenchEnv", "CellError", "bench_env", "run_cell"]
 
@@ -281,7 +281,9 @@ def _stop(process: SpawnProcess) -> None:
 
 
 def open_producer(env: BenchEnv, cell: Cell, queues: list[Queue[FrameMessage]]) -> Producer:
-    return DaemonProducer(env) if cell.path == "daemon" else SpawnedProducer(env, cell, queues)
+    if cell.path in DAEMON_PATHS:
+        return DaemonProducer(env)
+    return SpawnedProducer(env, cell, queues)
 
 
 # -- readers -----------------------------------------------------------------
@@ -421,7 +423,28 @@ def summarize(cell: Cell, before: Sample, after: Sample, reports: list[ReaderRep
     result.torn = sum(r.torn for r in good)
     result.samples = int(latencies.size)
     result.reader_memory = [_memory(r) for r in reports]
+    if cell.path == "daemon-pair":
+        result.paired_p50_us = paired_p50(good)
     return result
+
+
+def paired_p50(reports: list[ReaderReport]) -> dict[str, float]:
+    """p50 latency of the ``read()`` readers (even) and the ``aread()`` readers
+    (odd) of a pair cell over the frames both got: the same capture timestamps,
+    so the difference is what ``aread()`` adds, with the render taken out exactly."""
+    halves = {"read": [r for r in reports if r.index % 2 == 0],
+              "aread": [r for r in reports if r.index % 2]}  # fmt: skip
+    if not all(halves.values()):
+        return {}
+    seqs = {k: np.concatenate([r.seqs for r in v]) for k, v in halves.items()}
+    common = np.intersect1d(seqs["read"], seqs["aread"])
+    found = {}
+    for kind, group in halves.items():
+        latencies = np.concatenate([r.latencies_ns for r in group])
+        kept = latencies[np.isin(seqs[kind], common)]
+        if kept.size:
+            found[kind] = float(np.percentile(kept, 50)) / 1e3
+    return found if len(found) == 2 else {}
 
 
 def _summarize_producer(result: CellResult, before: Sample, after: Sample) -> None:

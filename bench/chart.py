@@ -17,10 +17,12 @@ from .targets import Results
 __all__ = ["write_chart"]
 
 PATHS: tuple[TransportPath, ...] = (
-    "daemon", "ring", "notify", "futex", "queue", "pyzmq", "imagezmq",
+    "daemon", "daemon-async", "ring", "notify", "futex", "queue", "pyzmq", "imagezmq",
 )  # fmt: skip
 STYLE = {
     "daemon": "o-",
+    "daemon-async": "o--",
+    "daemon-pair": "x",
     "ring": "s-",
     "notify": "k--",
     "futex": "k:",

@@ -20,7 +20,10 @@ from .specs import Cell, CellResult
 __all__ = ["main"]
 
 RESULTS_DIR = REPO / "bench" / "results"
-ALL_PATHS = ("daemon", "ring", "notify", "futex", "queue", "pyzmq", "imagezmq", "derive")
+ALL_PATHS = (
+    "daemon", "daemon-async", "daemon-pair", "ring",
+    "notify", "futex", "queue", "pyzmq", "imagezmq", "derive",
+)  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -163,14 +163,16 @@ def run_profiles(out: Path) -> int:
         return 1
     lines = ["# mediabroker hot-path profiles", "", __doc__ or "", ""]
     with bench_env(with_daemon=True) as env:
-        for readers in (1, 8):
-            cell = Cell("daemon", 1920, 1080, readers, PACED_FPS, PROFILE_S)
-            lines += _profile_cell(env, cell, ("daemon", "capture", "reader 0"), out)
+        for path in ("daemon", "daemon-async"):
+            for readers in (1, 8):
+                cell = Cell(path, 1920, 1080, readers, PACED_FPS, PROFILE_S)
+                lines += _profile_cell(env, cell, ("daemon", "capture", "reader 0"), out)
     with bench_env(with_daemon=False) as env:
         for cell in (
             Cell("ring", 1920, 1080, 4, PACED_FPS, PROFILE_S),
             Cell("ring", 1920, 1080, 1, 0.0, PROFILE_S),
             Cell("notify", 0, 0, 4, PACED_FPS, PROFILE_S),
+            Cell("futex", 0, 0, 4, PACED_FPS, PROFILE_S),
         ):
             lines += _profile_cell(env, cell, ("writer", "reader 0"), out)
     (out / "profile.md").write_text("\n".join(lines))

@@ -26,7 +26,7 @@ from mediastream.ring import VideoFormat
 
 from .specs import ReaderSpec
 
-__all__ = ["HEADER", "Receiver", "bounded_socket", "open_receiver"]
+__all__ = ["HEADER", "AsyncReceiver", "Receiver", "bounded_socket", "open_receiver"]
 
 READ_TIMEOUT_S = 5.0
 FRAME_HWM = 2  # frames a peer's socket may queue: their default (1000) is unbounded RAM
@@ -42,8 +42,14 @@ class Receiver(Protocol):
     def close(self) -> None: ...
 
 
+class AsyncReceiver(Receiver, Protocol):
+    """A receiver that can also wait in an event loop (``daemon-async``)."""
+
+    async def areceive(self) -> Received: ...
+
+
 def open_receiver(spec: ReaderSpec, frames: Queue[FrameMessage] | None) -> Receiver:
-    if spec.path == "daemon":
+    if spec.path in ("daemon", "daemon-async", "daemon-pair"):
         return DaemonReceiver(spec)
     if spec.path == "ring":
         return RingReceiver(spec)
@@ -69,7 +75,9 @@ def _view_result(frame: object) -> Received:
 
 
 class DaemonReceiver:
-    """The product as a user runs it: ``getUserMedia`` on the daemon, ``track.read()``.
+    """The product as a user runs it: ``getUserMedia`` on the daemon, then
+    ``track.read()`` (``daemon``) or ``await track.aread()`` (``daemon-async``:
+    the event loop watches this process's doorbell FIFO, no thread).
 
     Latency starts at the slot's capture timestamp (before the fake camera
     renders the frame), the only time the ring stores.
@@ -87,6 +95,9 @@ class DaemonReceiver:
 
     def receive(self) -> Received:
         return _view_result(self._track.read(timeout=READ_TIMEOUT_S))
+
+    async def areceive(self) -> Received:
+        return _view_result(await self._track.aread(timeout=READ_TIMEOUT_S))
 
     def close(self) -> None:
         self._track.stop()

@@ -17,13 +17,15 @@ import zmq
 
 from .derive import DeriveCost
 from .floors import CopyFloor
-from .specs import MEDIABROKER_PATHS, PATH_LABELS, PEER_PATHS, Cell, CellResult
+from .specs import DAEMON_PATHS, MEDIABROKER_PATHS, PATH_LABELS, PEER_PATHS, Cell, CellResult
 from .targets import Results, Target
 
 __all__ = ["load_json", "machine_info", "render_markdown", "write_json"]
 
 LATENCY_FROM = {
     "daemon": "capture",  # the ring's slot timestamp: before the frame is rendered
+    "daemon-async": "capture",
+    "daemon-pair": "capture",
     "ring": "commit",
     "notify": "send",
     "futex": "send",
@@ -92,7 +94,7 @@ def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
     return lines
 
 
-def _figures(r: CellResult) -> list[str]:
+def _figures(r: CellResult, results: Results) -> list[str]:
     return [
         f"{r.fps_per_reader:,.0f}",
         f"{r.dropped_pct:.1f}%",
@@ -101,7 +103,16 @@ def _figures(r: CellResult) -> list[str]:
         _us(r.reader_us),
         _us(r.producer_us),
         _us(r.total_us),
+        _marginal(results, r.cell),
     ]
+
+
+def _marginal(results: Results, cell: Cell) -> str:
+    found = results.marginal(cell.path, cell.size, cell.readers, cell.fps)
+    if found is None:
+        return "-"
+    fewer, cost = found
+    return f"{cost:,.0f} ({fewer}→{cell.readers})" if abs(cost) >= 10 else f"{cost:.1f}"
 
 
 FIGURE_HEADER = [
@@ -112,6 +123,7 @@ FIGURE_HEADER = [
     "reader µs/f",
     "producer µs/f",
     "total µs/f",
+    "marginal µs/f",
 ]
 
 
@@ -126,14 +138,25 @@ def _ours_rows(results: Results) -> Iterable[list[str]]:
         floor = results.floors.get(c.size)
         notify = results.get("notify", "-", c.readers, c.fps)
         copy = floor.copy_for(c.fps) if floor else math.nan
-        row = [c.path, c.size, str(c.readers), c.mode, *_figures(r)]
+        row = [c.path, c.size, str(c.readers), c.mode, *_figures(r, results)]
         row.append(_times(_ratio(r.producer_us, copy)))
         p50, p99, mark = r.p50_us, r.p99_us, ""
-        if c.path == "daemon":  # from capture: take the frame's render out, roughly
+        if c.path in DAEMON_PATHS:  # from capture: take the frame's render out, roughly
             p50, p99 = commit_latency_estimate(r, floor)
             mark = "≈"
-        row.append(mark + _times(_ratio(p50, notify.p50_us)) if notify else "-")
-        row.append(mark + _times(_ratio(p99, notify.p99_us)) if notify else "-")
+        futex = results.get("futex", "-", c.readers, c.fps)
+        against = [
+            (p50, notify.p50_us if notify else math.nan),
+            (p99, notify.p99_us if notify else math.nan),
+            (p50, futex.p50_us if futex else math.nan),
+        ]
+        for value, floor_value in against:
+            if math.isnan(floor_value):
+                row.append("-")
+            elif value <= 0:  # the render estimate exceeds the latency: no estimate
+                row.append("≈?")
+            else:
+                row.append(mark + _times(_ratio(value, floor_value)))
         for peer in PEER_PATHS:
             theirs = results.get(peer, c.size, c.readers, c.fps)
             row.append(_peer_ratio(r, theirs))
@@ -163,7 +186,7 @@ def _baseline_rows(results: Results) -> Iterable[list[str]]:
         if r.errors:
             yield [PATH_LABELS[c.path], c.size, str(c.readers), c.mode, "failed: " + r.errors[0]]
             continue
-        yield [PATH_LABELS[c.path], c.size, str(c.readers), c.mode, *_figures(r)]
+        yield [PATH_LABELS[c.path], c.size, str(c.readers), c.mode, *_figures(r, results)]
 
 
 def _floor_rows(floors: list[CopyFloor]) -> Iterable[list[str]]:
@@ -210,7 +233,7 @@ def render_markdown(
     results: Results, targets: list[Target], machine: dict[str, str], settings: dict[str, Any]
 ) -> str:
     ours_header = ["path", "size", "readers", "rate", *FIGURE_HEADER]
-    ours_header += ["producer ÷ copy", "p50 ÷ notify", "p99 ÷ notify"]
+    ours_header += ["producer ÷ copy", "p50 ÷ notify", "p99 ÷ notify", "p50 ÷ futex"]
     ours_header += [f"{PATH_LABELS[p]} ÷ this (CPU · p50)" for p in PEER_PATHS]
     lines = [
         "# mediabroker benchmark",
@@ -225,13 +248,17 @@ def render_markdown(
         "## mediabroker",
         "",
         "`daemon` rows: a `mediabroker serve --fake-devices` daemon, readers use "
-        "`getUserMedia` + `track.read()`; latency from the slot's capture timestamp "
+        "`getUserMedia` + `track.read()` (`daemon-async`: `asyncio.run`, "
+        "`await track.aread()`); latency from the slot's capture timestamp "
         "(includes rendering the frame; the ≈ ratios against the notification take the "
         "median render time at 30 fps out). `ring` rows: the capture loop's code on a ring "
         "the bench writes itself (the fake camera stops at 1920x1080, and runs only paced); "
         "readers use `SourceReader`, the object behind `track.read()`; latency from commit.",
         "",
         *_table(ours_header, _ours_rows(results)),
+        "",
+        "marginal µs/f: what one more consumer costs, (total(N) - total(n)) / (N - n) with n "
+        "the next smaller reader count measured (daemon and every reader included).",
         *(["", "Failed cells:", *_failures(results)] if _failures(results) else []),
         "",
         "## Baselines: the floor and what people use today",
@@ -263,7 +290,11 @@ def _cell_json(result: CellResult, results: Results) -> dict[str, Any]:
     data.update(cell)
     data["size"] = result.cell.size
     data["latency_from"] = LATENCY_FROM[result.cell.path]
-    if result.cell.path == "daemon":
+    c = result.cell
+    found = results.marginal(c.path, c.size, c.readers, c.fps)
+    if found is not None:
+        data["marginal_from_readers"], data["marginal_us"] = found
+    if result.cell.path in DAEMON_PATHS:
         floor = results.floors.get(result.cell.size)
         p50, p99 = commit_latency_estimate(result, floor)
         data["p50_from_commit_estimate_us"], data["p99_from_commit_estimate_us"] = p50, p99

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
+    "DAEMON_PATHS",
     "FRAME_PATHS",
     "MEDIABROKER_PATHS",
     "PACED_FPS",
@@ -21,14 +22,28 @@ __all__ = [
     "TransportPath",
 ]
 
-TransportPath = Literal["daemon", "ring", "notify", "futex", "queue", "pyzmq", "imagezmq"]
-MEDIABROKER_PATHS: tuple[TransportPath, ...] = ("daemon", "ring")
+TransportPath = Literal[
+    "daemon",
+    "daemon-async",
+    "daemon-pair",
+    "ring",
+    "notify",
+    "futex",
+    "queue",
+    "pyzmq",
+    "imagezmq",
+]
+# readers on the daemon; "daemon-pair": even readers read(), odd ones aread(), same frames
+DAEMON_PATHS: tuple[TransportPath, ...] = ("daemon", "daemon-async", "daemon-pair")
+MEDIABROKER_PATHS: tuple[TransportPath, ...] = (*DAEMON_PATHS, "ring")
 PEER_PATHS: tuple[TransportPath, ...] = ("queue", "pyzmq", "imagezmq")
 FRAME_PATHS: tuple[TransportPath, ...] = ("ring", "queue", "pyzmq", "imagezmq")
 PACED_FPS = 30.0
 
 PATH_LABELS: dict[TransportPath, str] = {
     "daemon": "mediabroker (daemon)",
+    "daemon-async": "mediabroker (daemon, aread)",
+    "daemon-pair": "mediabroker (daemon, read + aread on the same frames)",
     "ring": "mediabroker (ring)",
     "notify": "bare ZeroMQ notify",
     "futex": "bare futex wake",
@@ -88,6 +103,13 @@ class ReaderSpec:
     index: int
     max_samples: int = 1 << 18  # latencies kept; older ones are overwritten
 
+    @property
+    def reads_with(self) -> TransportPath:
+        """The path this reader takes: a pair cell's odd readers use ``aread()``."""
+        if self.path == "daemon-pair":
+            return "daemon-async" if self.index % 2 else "daemon"
+        return self.path
+
 
 @dataclass(slots=True)
 class ReaderReport:
@@ -95,6 +117,7 @@ class ReaderReport:
 
     index: int
     latencies_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # per latency
     frames: int = 0
     dropped: int = 0  # frames the producer stamped that this reader never saw
     torn: int = 0  # frames whose stamp disagreed with their sequence number
@@ -123,5 +146,7 @@ class CellResult:
     produced_fps: float = 0.0
     samples: int = 0
     producer_parts_us: dict[str, float] = field(default_factory=dict)
+    # daemon-pair: p50 over the frames both kinds of reader got, "read" and "aread"
+    paired_p50_us: dict[str, float] = field(default_factory=dict)
     reader_memory: list[dict[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
