@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from mediabroker.capture.backend import BackendSpec
 from mediabroker.devices.device import Device, stable_id
 from mediabroker.devices.prober import PROBE_TIMEOUT_S, run_probe
@@ -120,12 +118,20 @@ def _jack_sockets(shm: Path) -> tuple[str, ...]:
     return tuple(sockets)
 
 
-def _sound_servers() -> tuple[tuple[int, str], ...]:
+def _sound_servers(proc: Path = Path("/proc")) -> tuple[tuple[int, str], ...]:
+    """The sound-server processes running, by the name in each pid's
+    ``comm`` (read every time: an exec changes it under the same pid).
+    About 1.3 ms for 90 processes; psutil's walk took 4 ms (bench --profile
+    found the daemon spending 6 ms a second on it)."""
     servers = []
-    for process in psutil.process_iter(["pid", "name"]):
-        name = process.info["name"]
-        if name in SOUND_SERVERS:
-            servers.append((int(process.info["pid"]), str(name)))
+    for entry in _names(proc):
+        if entry.isdigit():
+            try:
+                name = (proc / entry / "comm").read_text().strip()
+            except OSError:
+                continue  # gone while we looked
+            if name in SOUND_SERVERS:
+                servers.append((int(entry), name))
     return tuple(sorted(servers))
 
 

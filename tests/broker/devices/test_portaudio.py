@@ -20,6 +20,7 @@ from mediabroker.capture.backend import BackendSpec
 from mediabroker.devices.portaudio import (
     InputDevice,
     PortAudioEnumerator,
+    _sound_servers,
     portaudio_devices,
     probe_input_devices,
 )
@@ -96,3 +97,24 @@ def test_a_failed_probe_keeps_the_devices_it_knew(
     assert enumerator.probes == 2  # asked again: the failure did not count as an answer
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "enumeration failed" in messages[0], messages
+
+
+def test_sound_servers_are_found_by_their_comm(tmp_path: Path) -> None:
+    """The fingerprint's process scan: a JACK server appearing, a process
+    exec'ing into one under the same pid, and one exiting all change it;
+    other processes and entries do not."""
+
+    def run(pid: int, name: str) -> None:
+        (tmp_path / str(pid)).mkdir(exist_ok=True)
+        (tmp_path / str(pid) / "comm").write_text(name + "\n")
+
+    run(1, "systemd")
+    (tmp_path / "self").mkdir()  # not a pid
+    assert _sound_servers(tmp_path) == ()
+    run(40, "jackd")
+    assert _sound_servers(tmp_path) == ((40, "jackd"),)
+    run(1, "pipewire")  # exec: same pid, new name
+    assert _sound_servers(tmp_path) == ((1, "pipewire"), (40, "jackd"))
+    (tmp_path / "40" / "comm").unlink()
+    (tmp_path / "40").rmdir()
+    assert _sound_servers(tmp_path) == ((1, "pipewire"),)
