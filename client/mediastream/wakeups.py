@@ -124,13 +124,17 @@ class Wakeups:
 
 
 def _open_own_fifo(path: Path, group: int) -> int:
-    """Open our FIFO read-write and non-blocking, writable by ``group``."""
+    """Open our FIFO read-write and non-blocking, writable by ``group`` (the
+    run dir's, which the daemon writes with), or by anyone when we are not
+    in that group (a socket open to all): a stray byte is only a spurious
+    wake-up, and the name is gone as soon as the daemon has opened it."""
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         os.fchown(fd, -1, group)
+        mode = FIFO_MODE
     except PermissionError:
-        pass  # not our group: the daemon runs as us, or is root
-    os.fchmod(fd, FIFO_MODE)  # the umask must not narrow it
+        mode = FIFO_MODE | 0o002
+    os.fchmod(fd, mode)  # the umask must not narrow it
     return fd
 
 
