@@ -4,7 +4,8 @@ Code map, by where the code runs:
 
 - ``daemon/``   the main process, one asyncio loop: the control socket (its
                 own ZMTP server, zmtp) and its ops, sessions, tracks,
-                quotas, shared streams, access rules, the run dir, systemd.
+                quotas, shared streams, generators, result channels, access
+                rules, the run dir, systemd.
                 Never loads OpenCV, PortAudio or a capture driver
                 (tests/broker/test_layout.py checks).
 - ``sources/``  the daemon's side of capture processes: one source per
@@ -12,7 +13,8 @@ Code map, by where the code runs:
 - ``devices/``  finding devices (V4L2, PortAudio, video files, fakes); any
                 probe that opens a device runs in a child process.
 - ``capture/``  what runs inside a child that opens a device: the capture
-                loop, the backend seam and its drivers, the probe child.
+                loop, the backend seam and its drivers (relay: a process's
+                video track generator), the probe child.
 - ``cli/``      the ``mediabroker`` command.
 - ``recorder/`` what ``mediabroker record`` runs, a client of the daemon:
                 the only importer of PyAV (lazily, for H.264).

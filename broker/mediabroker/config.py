@@ -10,7 +10,9 @@ running daemon takes (devices, file sources, log level), the rest wait for a
 restart.
 
     run_dir = "/run/mediabroker"       shm_prefix = "mediabroker."     log_level = "info"
-    [access]   group, socket_mode, allow_users, allow_groups
+    [access]   group, socket_mode, allow_users, allow_groups, publish_users, publish_groups
+    [generators] silence_s, per_session
+    [results]  slots, per_session, per_user
     [sessions] heartbeat_s
     [rings]    slots, held_frames, audio_seconds, shm_budget_mib
     [limits]   connections, {connections,sessions,tracks,sources}_per_user, shm_per_user_mib
@@ -90,6 +92,14 @@ class BrokerConfig:
     socket_mode: int = 0o660  # the run dir gets the matching search bits (0750)
     allow_users: tuple[int, ...] = ()  # uids; with allow_groups empty too: anyone
     allow_groups: tuple[int, ...] = ()  # gids (primary or supplementary)
+    # Who may publish a generator as a device; both empty: root and our own user only.
+    publish_users: tuple[int, ...] = ()
+    publish_groups: tuple[int, ...] = ()
+    generator_silence_s: float = 2.0  # a generator that writes nothing this long is muted
+    generators_per_session: int = 4
+    results_slots: int = 64  # a results channel's ring: the last 64 results, 16 KiB each
+    results_per_session: int = 8  # result channels one session may publish
+    results_per_user: int = 32  # ... and one uid over all its sessions
     max_connections: int = 1024  # to the control socket, all users together
     connections_per_user: int = 64
     sessions_per_user: int = 32
@@ -158,6 +168,17 @@ SCHEMA: Schema = {
         "socket_mode": ("socket_mode", values.socket_mode),
         "allow_users": ("allow_users", values.list_of(values.uid)),
         "allow_groups": ("allow_groups", values.list_of(values.gid)),
+        "publish_users": ("publish_users", values.list_of(values.uid)),
+        "publish_groups": ("publish_groups", values.list_of(values.gid)),
+    },
+    "generators": {
+        "silence_s": ("generator_silence_s", values.number(0.1, 3600)),
+        "per_session": ("generators_per_session", values.number(0, 256, integer=True)),
+    },
+    "results": {
+        "slots": ("results_slots", values.number(1, 4096, integer=True)),
+        "per_session": ("results_per_session", values.number(0, 256, integer=True)),
+        "per_user": ("results_per_user", values.number(0, 10_000, integer=True)),
     },
     "sessions": {
         "heartbeat_s": ("heartbeat_s", values.number(0.05, 60)),

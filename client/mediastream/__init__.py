@@ -32,6 +32,8 @@ from .errors import (
 )
 from .events import Event, MediaStreamTrackEvent
 from .frames import AudioData, VideoFrame
+from .generator import VideoTrackGenerator
+from .result_channels import Result, ResultPublisher, ResultSubscription
 from .stream import MediaStream
 from .track import AudioTrack, MediaStreamTrack, VideoTrack
 
@@ -58,8 +60,12 @@ __all__ = [
     "OverconstrainedError",
     "ProtocolError",
     "ReadTimeoutError",
+    "Result",
+    "ResultPublisher",
+    "ResultSubscription",
     "VideoFrame",
     "VideoTrack",
+    "VideoTrackGenerator",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -180,6 +180,14 @@ class BrokerConnection:
             raise error_from_wire(reply.error_name, reply.error_message, reply.error_constraint)
         return reply.result
 
+    def send_only(self, op: str, args: dict[str, Any]) -> None:
+        """Send one of `wire.NO_REPLY_OPS` and return at once: no reply, no
+        error comes back. Raises `InvalidStateError` once closed and
+        `NotReadableError` while the session is gone."""
+        if self._needs_hello or self._silent:
+            raise NotReadableError(f"the daemon ended this client's session ({self._gone_reason})")
+        self._post(b"R", wire.encode_request(0, op, args))
+
     def say_bye(self) -> None:
         """End the session, if there is one (none after it was lost: saying
         hello only to say bye would be a session for nothing)."""

@@ -20,8 +20,10 @@ from typing import Any, Literal, ParamSpec, cast
 from .connection import BrokerConnection, process_name
 from .errors import ConstraintTypeError, InvalidStateError, MediaStreamError, ProtocolError
 from .events import Event, EventHandler, EventTarget
+from .generator import VideoTrackGenerator, open_generator
 from .paths import resolve_run_dir
 from .reader import WAKE_CHECK_S
+from .result_channels import ResultChannels, ResultPublisher, ResultSubscription
 from .stream import MediaStream
 from .track import (
     AUDIO,
@@ -105,6 +107,8 @@ class MediaDevices(EventTarget):
         self._tracks: dict[str, MediaStreamTrack] = {}
         self._tracks_lock = threading.Lock()
         self._attached: dict[str, MediaStream] = {}  # attachment id -> proxy stream
+        self._results = ResultChannels(self)  # ours: per-frame results channels
+        self._generators: dict[str, VideoTrackGenerator] = {}  # ours: generator id -> it
         # Notices can overtake the reply that names their track or attachment
         # (the reply wakes another thread): keep them until it is adopted.
         self._early: collections.OrderedDict[str, list[dict[str, Any]]] = collections.OrderedDict()
@@ -233,9 +237,76 @@ class MediaDevices(EventTarget):
         self._replay_early(f"attach/{attachment}")
         return stream
 
+    def publishResults(self, name: str, track: MediaStreamTrack[Any]) -> ResultPublisher:
+        """Our extension (`mediastream.result_channels`): publish per-frame
+        results for ``track`` (a live video track of this MediaDevices) under
+        ``name``; ``pub.send(frame, data)`` attaches a dict to a frame. Raises
+        `InvalidStateError` (name taken, track not live), `NotReadableError`
+        (a quota), `ConstraintTypeError` (a bad name)."""
+        if not isinstance(track, MediaStreamTrack) or track._devices is not self:
+            raise ConstraintTypeError("publishResults takes a video track of this MediaDevices")
+        return self._results.publish(name, track)
+
+    def subscribeResults(self, name: str) -> ResultSubscription:
+        """Our extension: the results published as ``name``, newest first.
+        Raises `NotFoundError` (listing the closest names), `NotAllowedError`
+        when this user may not map the daemon's rings."""
+        return self._results.subscribe(name)
+
+    def listResults(self) -> list[dict[str, Any]]:
+        """Our extension: the result channels published now, by name, each
+        with its ``publisher`` (process, pid, uid, user), subscribers and
+        results sent so far."""
+        return list(self._connection_request("listResults")["channels"])
+
+    def listStreams(self) -> list[dict[str, Any]]:
+        """Our extension: the shared streams published now, by name, each with
+        its ``publisher`` (process, pid, uid, user), tracks and attachments."""
+        return list(self._connection_request("listStreams")["streams"])
+
+    def createVideoTrackGenerator(
+        self, init: Mapping[str, Any], *, publish: bool = False
+    ) -> VideoTrackGenerator:
+        """Our extension (the spec's ``VideoTrackGenerator``, see
+        `mediastream.generator`): a new video source this process writes,
+        ``init`` = ``{"width", "height", "frameRate", "pixelFormat"
+        ("bgr24", "rgb24", "gray8"), "label"}``. ``publish=True`` also makes
+        it a device (`publishDevice`). Raises `ConstraintTypeError` (a
+        `TypeError`) for a bad init, `NotReadableError` past a quota,
+        `NotAllowedError` when this user may not publish."""
+        generator = open_generator(self, init, publish)
+        with self._tracks_lock:
+            self._generators[generator.id] = generator
+        self._replay_early(f"generator/{generator.id}")
+        return generator
+
+    def publishDevice(self, generator: VideoTrackGenerator) -> str:
+        """Our extension: make ``generator`` a ``videoinput`` in every
+        process's `enumerateDevices` (``devicechange`` fires), labelled as
+        produced by this process; returns its deviceId. Idempotent. Only
+        users the daemon's ``[access] publish_users``/``publish_groups``
+        allow may (`NotAllowedError` otherwise)."""
+        if not isinstance(generator, VideoTrackGenerator) or generator._devices is not self:
+            raise ConstraintTypeError("publishDevice takes a generator of this MediaDevices")
+        generator._check_open()
+        result = self._connection_request("publishDevice", {"generatorId": generator.id})
+        generator.deviceId = str(result["deviceId"])
+        return generator.deviceId
+
+    def _forget_generator(self, generator: VideoTrackGenerator) -> None:
+        with self._tracks_lock:
+            self._generators.pop(generator.id, None)
+        if self._connection is not None:
+            with contextlib.suppress(MediaStreamError):
+                self._connection_request("closeGenerator", {"generatorId": generator.id})
+
     def close(self) -> None:
         """Stop every track (no ``ended`` events, as the spec's "stop all
         sources"), say goodbye and disconnect. Idempotent."""
+        for generator in list(self._generators.values()):
+            generator.close()
+        if self._connection is not None:
+            self._results.close()
         connection, self._connection = self._connection, None
         if connection is None:
             return
@@ -363,6 +434,9 @@ class MediaDevices(EventTarget):
     # -- events from the daemon (dispatch thread) -------------------------
 
     def _on_event(self, topic: str, payload: dict[str, Any]) -> None:
+        if topic.startswith("results/"):
+            self._results.on_notice(topic, payload)
+            return
         if topic == "device":
             if payload["type"] == "devicechange":
                 self.dispatchEvent(_device_change(payload))
@@ -372,15 +446,19 @@ class MediaDevices(EventTarget):
             if target is None:
                 self._keep_early(topic, payload)
                 return
-        if isinstance(target, MediaStream):
+        if isinstance(target, VideoTrackGenerator):
+            target._on_notice(payload)
+        elif isinstance(target, MediaStream):
             self._on_attached_stream_event(target, payload)
         else:
             self._on_track_event(target, payload)
 
-    def _target(self, topic: str) -> MediaStreamTrack | MediaStream | None:
+    def _target(self, topic: str) -> MediaStreamTrack | MediaStream | VideoTrackGenerator | None:
         kind, _, key = topic.partition("/")
         if kind == "track":
             return self._tracks.get(key)
+        if kind == "generator":
+            return self._generators.get(key)
         return self._attached.get(key) if kind == "attach" else None
 
     def _keep_early(self, topic: str, payload: dict[str, Any]) -> None:
@@ -415,8 +493,12 @@ class MediaDevices(EventTarget):
     def _on_daemon_lost(self, reason: str) -> None:
         with self._tracks_lock:
             tracks = list(self._tracks.values())
+            generators = list(self._generators.values())
         for track in tracks:
             track._end_by_source(reason)
+        for generator in generators:  # its source went with the session
+            generator._on_notice({"type": "ended"})
+        self._results.lost(reason)
 
 
 def _device_info(info: DeviceInfoDict) -> MediaDeviceInfo:

@@ -59,6 +59,7 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_STRING_BYTES = 4096
 MAX_CONTAINER_ITEMS = 256
+MAX_BIN_BYTES = 16 * 1024  # = mediastream.results.MAX_RESULT_BYTES
 MAX_DEPTH = 32  # nested maps and arrays; keeps repr/copy/logging off the recursion limit
 
 
@@ -67,11 +68,12 @@ class Limits:
     message_bytes: int
     string_bytes: int
     items: int
+    bin_bytes: int = MAX_STRING_BYTES  # a sendResult's packed map is a bin of up to 16 KiB
 
 
 # Clients are untrusted: their requests are small. The daemon's replies and
 # notices (device lists, stats of many sessions) may be larger, within reason.
-REQUEST_LIMITS = Limits(MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_CONTAINER_ITEMS)
+REQUEST_LIMITS = Limits(MAX_MESSAGE_BYTES, MAX_STRING_BYTES, MAX_CONTAINER_ITEMS, MAX_BIN_BYTES)
 DAEMON_LIMITS = Limits(4 * 1024 * 1024, 64 * 1024, 65536)
 
 # op -> {argument: (type, required)}. Nested constraint maps are checked for
@@ -93,8 +95,37 @@ OPS: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "publishStream": {"name": (str, True), "trackIds": (list, True)},
     "unpublishStream": {"name": (str, True)},
     "attachStream": {"name": (str, True)},
+    # Video track generators (mediastream.generator): ours
+    "createGenerator": {
+        "width": (int, True),
+        "height": (int, True),
+        "frameRate": ((int, float), True),
+        "pixelFormat": (str, True),
+        "label": (str, True),
+        "staging": (str, True),
+        "publish": (bool, False),
+    },
+    "muteGenerator": {"generatorId": (str, True), "muted": (bool, True)},
+    "closeGenerator": {"generatorId": (str, True)},
+    "publishDevice": {"generatorId": (str, True)},
+    # Per-frame results channels (mediastream.result_channels): ours
+    "publishResults": {"name": (str, True), "trackId": (str, True)},
+    "unpublishResults": {"channel": (str, True)},
+    "subscribeResults": {"name": (str, True)},
+    "unsubscribeResults": {"subscription": (str, True)},
+    "sendResult": {
+        "channel": (str, True),
+        "captureSeq": (int, True),
+        "captureNs": (int, True),
+        "sentNs": (int, True),
+        "data": (bytes, True),
+    },
+    "listStreams": {},
+    "listResults": {},
 }
-NO_REPLY_OPS = frozenset({"heartbeat"})
+# No reply, also no error reply: the daemon handles them as it reads them.
+NO_REPLY_OPS = frozenset({"heartbeat", "sendResult"})
+LARGE_BIN_ARGS = {"sendResult": "data"}  # op -> the argument that may be MAX_BIN_BYTES
 
 # The constrainable properties the daemon understands, by the kind of track
 # they belong to: getSupportedConstraints() lists them, and the daemon's
@@ -183,7 +214,7 @@ def _unpack(data: bytes, limits: Limits = REQUEST_LIMITS) -> dict[str, Any]:
             raw=False,
             strict_map_key=True,
             max_str_len=limits.string_bytes,
-            max_bin_len=limits.string_bytes,
+            max_bin_len=max(limits.bin_bytes, limits.string_bytes),
             max_array_len=limits.items,
             max_map_len=limits.items,
             max_ext_len=0,
@@ -249,7 +280,25 @@ def decode_request(data: bytes) -> Request:
         raise ProtocolError(f"unknown op {op!r}")
     args = _field(message, "args", dict)
     _check_args(op, args)
+    _check_bins(op, message)
     return Request(request_id, op, args)
+
+
+def _check_bins(op: str, message: dict[str, Any]) -> None:
+    """Bytes over `MAX_STRING_BYTES` only where `LARGE_BIN_ARGS` allows them
+    (the decoder's own limit is `MAX_BIN_BYTES` for all)."""
+    allowed = message["args"].get(LARGE_BIN_ARGS.get(op, ""))
+    level: list[Any] = [message]
+    while level:
+        for value in level:
+            if isinstance(value, bytes) and len(value) > MAX_STRING_BYTES and value is not allowed:
+                raise ProtocolError(f"{op}: bytes of {len(value)} exceed {MAX_STRING_BYTES}")
+        level = [
+            item
+            for value in level
+            if isinstance(value, (dict, list))
+            for item in (value.values() if isinstance(value, dict) else value)
+        ]
 
 
 def request_id_of(data: bytes) -> int:

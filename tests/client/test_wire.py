@@ -51,7 +51,9 @@ DOM_EXCEPTION_NAMES = [
     "OverconstrainedError",
 ]
 MISSING = object()
-SAMPLE_VALUES: dict[type, object] = {str: "x", int: 1, dict: {}, list: [], bool: True, float: 1.0}
+SAMPLE_VALUES: dict[type, object] = {
+    str: "x", int: 1, dict: {}, list: [], bool: True, float: 1.0, bytes: b"\x80"
+}
 
 
 def pack(obj: object) -> bytes:
@@ -333,6 +335,21 @@ def test_string_length_limit(value: str, accepted: bool) -> None:
 def test_bytes_over_the_string_limit_are_refused() -> None:
     constraints = {"blob": b"\x00" * (MAX_STRING_BYTES + 1)}
     reject(pack({"v": 1, "id": 1, "op": "getUserMedia", "args": {"constraints": constraints}}))
+
+
+@pytest.mark.parametrize("size", [16 * 1024, 16 * 1024 + 1])
+def test_a_result_may_be_16_kib_of_bytes_and_nothing_else_may(size: int) -> None:
+    """sendResult's ``data`` (a packed map) may be up to 16 KiB; bytes over
+    the string limit anywhere else, even in a sendResult, are refused."""
+    args = {"channel": "p1", "captureSeq": 1, "captureNs": 2, "sentNs": 3, "data": b"\0" * size}
+    data = pack({"v": 1, "id": 1, "op": "sendResult", "args": args})
+    if size <= 16 * 1024:
+        assert decode_request(data).args["data"] == args["data"]
+    else:
+        reject(data)
+    sneaky = {**args, "data": b"\0" * size, "channel": "p1"}
+    smuggled = {"v": 1, "id": 1, "op": "sendResult", "args": sneaky, "x": b"\0" * 5000}
+    reject(pack(smuggled))
 
 
 @pytest.mark.parametrize("items", [MAX_CONTAINER_ITEMS, MAX_CONTAINER_ITEMS + 1])

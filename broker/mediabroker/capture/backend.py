@@ -22,10 +22,14 @@ __all__ = [
     "AudioBackend",
     "BackendSpec",
     "Clock",
+    "RELAY_DRIVER",
     "backend_counters",
     "capture_origin",
     "VideoBackend",
 ]
+
+
+RELAY_DRIVER = "relay"  # a generator's staging ring (capture.relay): the daemon only names it
 
 
 def capture_origin(backend: object) -> tuple[int, int] | None:

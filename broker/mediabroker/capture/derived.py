@@ -38,6 +38,8 @@ class DerivedCamera:
         self.format = fmt
         self.frame_rate = frame_rate
         self._daemon_pid = int(params["daemon_pid"])
+        # A generator's derived sizes are live before its first frame, as it is.
+        self.ready_at_start = bool(params.get("ready_at_start"))
         self._ring = Ring.open(str(params["ring"]))
         self._reader = VideoReader(self._ring)
         self._doorbell = Doorbell(self._ring)

@@ -171,7 +171,9 @@ def _capture(
         ring.set_pids(writer=os.getpid())
         try:
             if isinstance(ring.format, VideoFormat):
-                video = open_video_backend(spec.backend, ring.format, spec.frame_rate)
+                video = open_video_backend(spec.backend, ring.format, spec.frame_rate, readers)
+                if getattr(video, "ready_at_start", False):
+                    status.frame_done(video)  # a producer's relay may be silent a while
                 _closing(video, lambda: _video_loop(video, ring, stop, status, readers))
             else:
                 audio = open_audio_backend(spec.backend, ring.format)

@@ -57,7 +57,8 @@ class Doorbells:
 
 class ReaderChannel:
     """The daemon's messages about readers: ``hold``/``drop`` (a hold table,
-    acknowledged when its token asks), ``bell``/``unbell`` (a doorbell)."""
+    acknowledged when its token asks), ``bell``/``unbell`` (a doorbell);
+    and, for a generator's relay, ``staging`` (its staging ring, read-only)."""
 
     def __init__(self, channel: socket.socket | None) -> None:
         self._channel = channel
@@ -65,6 +66,7 @@ class ReaderChannel:
             channel.setblocking(False)
         self.holds = HeldSeqs()
         self.bells = Doorbells()
+        self._staging: int | None = None  # a generator's staging ring (capture.relay)
 
     def poll(self) -> None:
         """Apply what the daemon sent since the last frame (no wait)."""
@@ -91,11 +93,21 @@ class ReaderChannel:
             self.holds.drop(holder)
         elif op == "unbell":
             self.bells.drop(holder)
+        elif op == "staging" and fds and self._staging is None:
+            self._staging = fds.pop()
         for fd in fds:  # nothing else carries a file
             os.close(fd)
 
+    def take_staging(self) -> int | None:
+        """The staging ring's descriptor the daemon sent (``staging``), once;
+        the caller owns it then."""
+        fd, self._staging = self._staging, None
+        return fd
+
     def close(self) -> None:
         self.holds.close()
+        if self._staging is not None:
+            os.close(self._staging)
         self.bells.close()
         if self._channel is not None:
             self._channel.close()

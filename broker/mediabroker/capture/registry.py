@@ -9,15 +9,24 @@ module, so the lazy imports make no cycle.
 
 from __future__ import annotations
 
-from mediabroker.capture.backend import AudioBackend, BackendSpec, VideoBackend
+from typing import TYPE_CHECKING
+
+from mediabroker.capture.backend import RELAY_DRIVER, AudioBackend, BackendSpec, VideoBackend
 from mediabroker.errors import CaptureError
 from mediastream.ring import AudioFormat, VideoFormat
+
+if TYPE_CHECKING:
+    from mediabroker.capture.readers import ReaderChannel
 
 __all__ = ["open_audio_backend", "open_video_backend"]
 
 
-def open_video_backend(spec: BackendSpec, fmt: VideoFormat, frame_rate: float) -> VideoBackend:
-    """The video backend ``spec`` names, open. Raises `CaptureError`."""
+def open_video_backend(
+    spec: BackendSpec, fmt: VideoFormat, frame_rate: float, readers: ReaderChannel | None = None
+) -> VideoBackend:
+    """The video backend ``spec`` names, open. ``readers`` is the capture
+    process's reader channel (a relay takes its staging ring from it).
+    Raises `CaptureError`."""
     if spec.driver == "fake-camera":
         from mediabroker.capture.fake import FakeCamera
 
@@ -42,6 +51,11 @@ def open_video_backend(spec: BackendSpec, fmt: VideoFormat, frame_rate: float) -
         from mediabroker.capture.derived import DerivedCamera
 
         return DerivedCamera(fmt, frame_rate, spec.params)
+    if spec.driver == RELAY_DRIVER:
+        from mediabroker.capture.readers import ReaderChannel
+        from mediabroker.capture.relay import RelayCamera
+
+        return RelayCamera(fmt, frame_rate, spec.params, readers or ReaderChannel(None))
     raise CaptureError(f"unknown video driver {spec.driver!r}")
 
 

@@ -33,9 +33,11 @@ from mediabroker.config import BrokerConfig
 from mediabroker.config import reloadable as reloadable_config
 from mediabroker.daemon.control import ControlServer
 from mediabroker.daemon.device_watch import DeviceWatch
+from mediabroker.daemon.generators import Generators
 from mediabroker.daemon.heartbeat import Heartbeat
 from mediabroker.daemon.ops import AdminOps, MediaOps, StreamOps
 from mediabroker.daemon.quotas import SourceQuota
+from mediabroker.daemon.results import ResultOps, ResultRegistry
 from mediabroker.daemon.sessions import Session, SessionTable, reap_sessions
 from mediabroker.daemon.systemd import SystemdNotifier
 from mediabroker.daemon.tracks import TrackTable
@@ -75,7 +77,22 @@ class Broker:
         quota = SourceQuota(config, self.tracks, self.sources)
         media = MediaOps(self.devices, self.sources, self.tracks, self.sessions, quota)
         admin = AdminOps(config, self.control, self.devices, self.sources, self.sessions)
-        self.control.route({**media.table(), **StreamOps(self.tracks).table(), **admin.table()})
+        self.generators = Generators(
+            config, media, self.sources, self.tracks, self.devices, self.sessions, quota
+        )
+        self.control.route(
+            {
+                **media.table(),
+                **StreamOps(self.tracks).table(),
+                **admin.table(),
+                **self.generators.table(),
+            }
+        )
+
+        self.results = ResultRegistry(config, self.tracks, self.control.send_notice)
+        result_ops = ResultOps(self.results, self.tracks)  # ours: per-frame results channels
+        self.control.route(result_ops.table())
+        self.control.route_no_reply(result_ops.no_reply_table())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Bind, tell systemd READY=1, serve until ``stop`` is set, then end
@@ -115,6 +132,7 @@ class Broker:
             ),
             self.heartbeat.run(config.heartbeat_s),
             self.devices.run(),
+            self.generators.watch_silence(),
         ]
 
     async def _shutdown(self, workers: list[asyncio.Task[None]]) -> None:
@@ -125,6 +143,7 @@ class Broker:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         await self.control.close_requests()
+        self.results.close_all("the daemon is stopping")
         for track in self.tracks:
             self.tracks.end_track(track, "the daemon is stopping")
         self.control.broadcast("broker", "stopping")
@@ -151,6 +170,8 @@ class Broker:
 
     def _end_session(self, session: Session, reason: str) -> None:
         self.sessions.close(session, reason)  # first: its log line counts the tracks held
+        self.results.session_gone(session)  # before its tracks: the reason is the session's
+        self.generators.drop_session(session)
         self.tracks.drop_session(session)
 
     def _status_line(self) -> str:

@@ -65,6 +65,7 @@ MAX_IN_FLIGHT = 8  # requests of one connection running at once
 MAX_QUEUED = 64  # requests of one connection read and not finished; then it is not read
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[dict[str, Any]]]
+NoReplyHandler = Callable[[Session, dict[str, Any]], None]  # run as read: wire.NO_REPLY_OPS
 SessionEnder = Callable[[Session, str], None]
 
 
@@ -80,6 +81,7 @@ class ControlServer:
         self._sessions = sessions
         self._end_session = end_session
         self._handlers: dict[str, Handler] = {"bye": self._bye}
+        self._no_reply: dict[str, NoReplyHandler] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._pipelines: dict[bytes, _Pipeline] = {}
         limits = ConnectionLimits(
@@ -91,6 +93,11 @@ class ControlServer:
 
     def route(self, handlers: dict[str, Handler]) -> None:
         self._handlers.update(handlers)
+
+    def route_no_reply(self, handlers: dict[str, NoReplyHandler]) -> None:
+        """Handlers of ops that get no reply, run as each is read (in order,
+        no task): an error is counted and logged at debug, never answered."""
+        self._no_reply.update(handlers)
 
     async def start(self) -> None:
         await self.server.start()
@@ -139,12 +146,27 @@ class ControlServer:
         if request.op == "heartbeat":
             _record_heartbeat(session, request.args)
             return
+        if request.op in self._no_reply:
+            self._run_no_reply(session, request)
+            return
         pipeline = self._pipelines.setdefault(connection.id, _Pipeline())
         await pipeline.queued.acquire()  # a full connection waits here, and is read no further
         task = asyncio.create_task(self._answer_in_turn(pipeline, connection, session, request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: pipeline.queued.release())
+
+    def _run_no_reply(self, session: Session | None, request: wire.Request) -> None:
+        try:
+            if session is None:
+                raise InvalidStateError(f"{request.op} before hello")
+            self._no_reply[request.op](session, request.args)
+        except MediaStreamError as exc:
+            self.counters["errors"] += 1
+            log.debug("%s from %r refused: %s", request.op, session, exc)
+        except Exception:  # a bug of ours: the loop must survive it, the log must show it
+            self.counters["errors"] += 1
+            log.exception("%s failed", request.op)
 
     def _closed(self, connection: Connection) -> None:
         self._pipelines.pop(connection.id, None)

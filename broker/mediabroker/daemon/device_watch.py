@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
+from mediabroker.capture.backend import RELAY_DRIVER
 from mediabroker.config import BrokerConfig
 from mediabroker.daemon.sessions import SessionTable
 from mediabroker.daemon.tracks import NoticeSender
@@ -38,6 +39,19 @@ class DeviceWatch:
         self._sessions = sessions
         self._send_notice = send_notice
         self.devices: list[Device] = self.catalog.discover()
+        # Generators published as devices (daemon.generators), by device id:
+        # listed after every scan, gone when their generator closes.
+        self.published: dict[str, Device] = {}
+
+    def publish(self, device: Device) -> None:
+        """List a generator's device (``devicechange`` fires)."""
+        self.published[device.device_id] = device
+        self.apply(self.devices)
+
+    def unpublish(self, device_id: str) -> None:
+        """Withdraw a published device (``devicechange``; its sources end). Idempotent."""
+        if self.published.pop(device_id, None) is not None:
+            self.apply(self.devices)
 
     async def run(self) -> None:
         """Re-read the device list every ``device_scan_s`` (runs until cancelled)."""
@@ -56,7 +70,8 @@ class DeviceWatch:
     def apply(self, devices: Iterable[Device]) -> None:
         """Replace the device list. When it changed, fire ``devicechange``; a
         device that went away ends its tracks (``ended`` on each)."""
-        devices = sorted(devices, key=lambda d: d.kind != "audioinput")  # microphones first
+        found = [d for d in devices if d.backend.driver != RELAY_DRIVER]  # generators: if published
+        devices = sorted([*found, *self.published.values()], key=lambda d: d.kind != "audioinput")
         if [d.to_wire() for d in devices] == [d.to_wire() for d in self.devices]:
             return
         known = {d.device_id for d in self.devices}
@@ -64,8 +79,9 @@ class DeviceWatch:
         present = {d.device_id for d in devices}
         self.devices = devices
         log.info("devices changed: %s", ", ".join(repr(d.label) for d in devices) or "none")
+        removed = known - present  # a generator never published is in neither: it lives on
         for source in self._sources:
-            if source.device.device_id not in present:
+            if source.device.device_id in removed:
                 source.end(f"{source.device.label} was removed")
         wire_devices = [d.to_wire() for d in devices]
         for session in self._sessions:

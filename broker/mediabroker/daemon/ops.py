@@ -16,6 +16,7 @@ from mediabroker.config import BrokerConfig
 from mediabroker.constraint_parsing import parse_gum_constraints, parse_track_constraints
 from mediabroker.daemon.control import ControlServer, Handler
 from mediabroker.daemon.device_watch import DeviceWatch
+from mediabroker.daemon.names import check_name
 from mediabroker.daemon.quotas import SourceQuota
 from mediabroker.daemon.sessions import Session, SessionTable
 from mediabroker.daemon.stats import stats_reply
@@ -47,7 +48,6 @@ __all__ = ["AdminOps", "MediaOps", "StreamOps"]
 
 log = logging.getLogger(__name__)
 
-MAX_STREAM_NAME_CHARS = 200
 MAX_NAMES_LOGGED = 32  # unknown constraint names remembered per session
 MAX_LABEL_CHARS = 100
 
@@ -108,6 +108,19 @@ class MediaOps:
                 self._tracks.release(track)
             raise
         return {"tracks": [t.to_wire() for t in created]}
+
+    async def track_on(
+        self, session: Session, device: Device, constraints: dict[str, Any]
+    ) -> TrackRecord:
+        """A new video track of ``session`` on ``device`` as ``constraints``
+        ask, whether the device is listed or not (a generator's own track:
+        `mediabroker.daemon.generators`). Raises as getUserMedia does."""
+        constraint_set = parse_track_constraints(device.media_kind, constraints)
+        self._tracks.check_track_room(session, 1)
+        settings, _ = select_for_device(device, constraint_set, None)
+        track_id = new_track_id()
+        lease, settings = await self._lease_for(session, track_id, device, settings, constraint_set)
+        return self._tracks.add(track_id, session, lease, settings, constraint_set)
 
     async def apply_constraints(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         """The spec's ApplyConstraints: all or nothing. A new size, rate or
@@ -310,8 +323,4 @@ def _check_operator(session: Session, what: str) -> None:
 
 
 def _stream_name(name: str) -> str:
-    if not 0 < len(name) <= MAX_STREAM_NAME_CHARS or not name.isprintable():
-        raise ConstraintTypeError(
-            f"a stream name is 1 to {MAX_STREAM_NAME_CHARS} printable characters, not {name!r:.60}"
-        )
-    return name
+    return check_name(name, "a stream name")  # result channels follow the same rule

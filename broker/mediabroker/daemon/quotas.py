@@ -9,7 +9,9 @@ Design note. What a user is charged for, its *charge*:
   until its idle grace ends, and asking for sizes and stopping them at once
   must not start more capture processes than the limit;
 - the parent of any of those when this user's request opened it (a derived
-  size pins the native mode it reads).
+  size pins the native mode it reads);
+- every generator of its processes (`mediabroker.daemon.generators`), read
+  or not: it runs as long as its writer wants.
 
 A request that needs a source its user is not charged for yet is checked
 before anything starts, against that charge plus what the user's requests
@@ -50,7 +52,8 @@ class SourceQuota:
         """The sources ``uid`` is charged for; without ``moving``'s hold when
         that track is about to leave its source (applyConstraints)."""
         held = {t.source for t in self._tracks.of_uid(uid) if t is not moving}
-        idle = {s for s in self._sources if s.opener == uid and not s.leases}
+        # A generator's source costs its owner while it lives, watched or not.
+        idle = {s for s in self._sources if s.opener == uid and (not s.leases or s.plan.produced)}
         own = held | idle
         return own | {s.parent for s in own if s.parent is not None and s.parent.opener == uid}
 

@@ -16,8 +16,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mediabroker.daemon.names import not_found, publisher_info
 from mediabroker.daemon.sessions import Session
-from mediastream.errors import InvalidStateError, NotFoundError
+from mediastream.errors import InvalidStateError
 
 if TYPE_CHECKING:
     from mediabroker.daemon.tracks import TrackRecord
@@ -89,7 +90,7 @@ class StreamRegistry:
         """Follow ``name``: (attachment id for its events, the mirror tracks)."""
         published = self._streams.get(name)
         if published is None:
-            raise NotFoundError(f"no stream is published as {name!r}")
+            raise not_found(name, list(self._streams), "stream")
         self._host.check_track_room(session, len(published.tracks))
         attachment = _Attachment(str(next(self._ids)), session)
         published.attachments.append(attachment)
@@ -145,3 +146,15 @@ class StreamRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._streams)
+
+    def listing(self, viewer: Session) -> list[dict[str, Any]]:
+        """Each published stream: name, publisher, tracks, attachments."""
+        return [
+            {
+                "name": p.name,
+                "publisher": publisher_info(p.owner, viewer),
+                "tracks": len(p.tracks),
+                "attached": len(p.attachments),
+            }
+            for p in sorted(self._streams.values(), key=lambda p: p.name)
+        ]

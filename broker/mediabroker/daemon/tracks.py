@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -83,6 +83,9 @@ class TrackTable:
         self._send_notice = send_notice
         self._config = config
         self.streams = StreamRegistry(self)
+        # Told the source of every track added or released (daemon.generators
+        # learns so when nobody watches a generator any more).
+        self.watchers: list[Callable[[Source], None]] = []
 
     def __len__(self) -> int:
         return len(self._tracks)
@@ -118,7 +121,12 @@ class TrackTable:
         self._tracks[track.id] = track
         session.tracks.add(track.id)
         self.sync_doorbell(session)
+        self._tell_watchers(track.source)
         return track
+
+    def _tell_watchers(self, source: Source) -> None:
+        for watcher in self.watchers:
+            watcher(source)
 
     def mirror_track(self, session: Session, original: TrackRecord) -> TrackRecord:
         """A track of ``session`` on ``original``'s source: a clone, or a
@@ -163,6 +171,7 @@ class TrackTable:
         self.sync_doorbell(track.session)
         track.lease.release()
         self.streams.track_gone(track)
+        self._tell_watchers(track.source)
 
     def end_track(self, track: TrackRecord, reason: str) -> None:
         """The daemon ends a track: the client sees ``ended``."""

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import zmq.asyncio
 
-from mediabroker.capture.backend import BackendSpec
+from mediabroker.capture.backend import RELAY_DRIVER, BackendSpec
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
 from mediabroker.framing import CROP_AND_SCALE, Framing
@@ -34,7 +34,7 @@ from mediabroker.sources.status import CaptureStatus, StatusInbox
 from mediastream.errors import NotReadableError, OverconstrainedError
 from mediastream.ring import RingFormat, VideoFormat
 
-__all__ = ["Lease", "SourceManager"]
+__all__ = ["Lease", "SourceManager", "open_produced"]
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +327,13 @@ class SourceManager:
         self._status.close()
 
 
+def open_produced(sources: SourceManager, plan: SourcePlan, holder: str, opener: int) -> Lease:
+    """A lease for ``holder`` on a new source for a process's generator
+    (`mediabroker.daemon.generators`): opened at once, never shared with an
+    earlier one, live before its first frame (its relay says so)."""
+    return sources.lease(sources._open(plan, opener), holder)
+
+
 def _derivable(native: Source, fmt: RingFormat, frame_rate: float) -> bool:
     """Whether ``native`` can deliver this mode by crop, scale and decimation
     (never up); audio only as the microphone runs (there is no derived audio)."""
@@ -340,6 +347,8 @@ def _fresh_mode(device: Device, fmt: RingFormat, frame_rate: float) -> tuple[Rin
     """The mode an idle device opens in for a request: for a camera the
     smallest native mode that covers it, in bgr24 (other pixel formats are
     derived); a microphone as asked."""
+    if device.backend.driver == RELAY_DRIVER:  # only its generator opens it (daemon.generators)
+        raise NotReadableError(f"{device.label} has closed")
     if not isinstance(fmt, VideoFormat):
         return fmt, frame_rate
     width, height, rate = device.native_mode_for(fmt.width, fmt.height, frame_rate)
@@ -365,6 +374,8 @@ def _derived_backend(parent: Source, framing: Framing) -> BackendSpec:
     """The backend of a source derived from ``parent``: it reads the parent's
     ring, woken by its doorbell, and frames it so (`mediabroker.capture.derived`)."""
     params = {"ring": parent.ring_name, "daemon_pid": os.getpid(), **framing.to_params()}
+    if parent.plan.produced:  # a generator's: it may be silent, and is live all the same
+        params["ready_at_start"] = True
     return BackendSpec("derived", params)
 
 

@@ -105,6 +105,7 @@ class ReaderFiles:
         self._channel: socket.socket | None = None
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._tokens = itertools.count(1)
+        self._staging: int | None = None  # a generator's staging ring (capture.relay)
 
     def new_channel(self) -> socket.socket:
         """A channel for a new capture process (the end to hand it), loaded
@@ -118,7 +119,17 @@ class ReaderFiles:
             self._send_table(holder, grant, token=0)
         for reader, fd in self._bells.items():
             self._send({"op": "bell", "holder": reader}, fd)
+        if self._staging is not None:
+            self._send({"op": "staging", "holder": ""}, self._staging)
         return theirs
+
+    def set_staging(self, fd: int) -> None:
+        """A generator's staging ring (read-only ``fd``, dup'ed): every
+        capture process of this source gets it before its first frame."""
+        if self._staging is not None:
+            os.close(self._staging)
+        self._staging = os.dup(fd)
+        self._send({"op": "staging", "holder": ""}, self._staging)
 
     def add_bell(self, reader: str, fd: int) -> None:
         """Ring ``reader``'s doorbell after every frame (``fd`` is dup'ed)."""
@@ -183,6 +194,9 @@ class ReaderFiles:
         for reader in list(self._bells):
             self.drop_bell(reader)
         self._close_channel()
+        if self._staging is not None:
+            os.close(self._staging)
+            self._staging = None
 
     def _send_table(self, holder: str, grant: _Grant, token: int) -> None:
         message = {"op": "hold", "holder": holder, "limit": grant.limit, "token": token}

@@ -30,6 +30,7 @@ from pathlib import Path
 from mediabroker.config import KEY_OF_FIELD, BrokerConfig
 from mediabroker.config_values import MIB
 from mediastream.errors import NotReadableError
+from mediastream.results import read_results_pids
 from mediastream.ring import AudioFormat, Ring, RingFormat, read_ring_pids, ring_bytes
 
 __all__ = [
@@ -106,7 +107,9 @@ def sweep_stale_rings(config: BrokerConfig) -> list[str]:
                 info.st_uid,
             )
             continue
-        pids = read_ring_pids(path.name, config.shm_dir)
+        pids = read_ring_pids(path.name, config.shm_dir) or read_results_pids(
+            path.name, config.shm_dir
+        )
         if pids is not None and any(pid and _pid_alive(pid) for pid in pids):
             continue
         if pids is None and not _creation_cut_short(path):

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from mediabroker.capture.backend import BackendSpec
+from mediabroker.capture.backend import RELAY_DRIVER, BackendSpec
 from mediabroker.capture.main import CaptureSpec
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
@@ -101,6 +101,12 @@ class SourcePlan:
     def key(self) -> SourceKey:
         return (self.device.device_id, self.format, self.frame_rate, self.framing)
 
+    @property
+    def produced(self) -> bool:
+        """Whether a process's generator feeds it (`mediabroker.capture.relay`):
+        its writer paces it, and may fall silent without having hung."""
+        return self.backend.driver == RELAY_DRIVER
+
 
 class Source:
     """One device opened in one mode. Created by `SourceManager.acquire`;
@@ -128,6 +134,7 @@ class Source:
         self.nice = 0  # its capture process's CPU priority (SourceManager decides)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.counters: dict[str, float] = {}  # the backend's, as last reported
+        self.quiet: set[str] = set()  # why a live generator's source is muted (set_quiet)
         self._config = config
         self._listener = listener
         self._status_endpoint = status_endpoint
@@ -151,7 +158,20 @@ class Source:
 
     @property
     def muted(self) -> bool:
-        return self.state.muted
+        return self.state.muted or bool(self.quiet or (self.parent and self.parent.quiet))
+
+    @property
+    def newest_seq(self) -> int:
+        """The ring's newest frame (0 before the first, or with no ring)."""
+        return int(self._ring.header["newest"]) if self._ring is not None else 0
+
+    def set_quiet(self, why: str, quiet: bool) -> None:
+        """Mute or unmute a live source for ``why`` ("producer": its writer said
+        so; "silent": it wrote nothing a while); tracks see ``mute``/``unmute``."""
+        before = self.muted
+        (self.quiet.add if quiet else self.quiet.discard)(why)
+        if self.state is SourceState.LIVE and before != self.muted:
+            self._listener.source_muted(self, self.muted)
 
     @property
     def pid(self) -> int | None:
@@ -229,11 +249,13 @@ class Source:
             return
         if self.state is SourceState.CLOSED:
             return
+        parent = self.parent  # a generator's sizes stand still with it: no stall either
+        paced = self.plan.produced or (parent is not None and parent.plan.produced)
         verdict = self._watch.check(
             int(self._ring.header["newest"]),
             now,
             live=self.state is SourceState.LIVE,
-            waiting=self.parent is not None and self.parent.state is not SourceState.LIVE,
+            waiting=paced or (parent is not None and parent.state is not SourceState.LIVE),
         )
         if verdict is not Progress.OK:
             quiet_s = self._watch.quiet_s(now)
@@ -314,7 +336,8 @@ class Source:
         self.state = new
         log.info("source %s: %s -> %s", self.id, old.value, new.value)
         if old is not SourceState.STARTING and not new.finished and old.muted != new.muted:
-            self._listener.source_muted(self, new.muted)
+            if not self.quiet:  # a quiet source stays muted either way
+                self._listener.source_muted(self, new.muted)
 
     async def close(self) -> None:
         """Stop the capture process (SIGTERM, then SIGKILL after the deadline)
