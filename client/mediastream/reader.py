@@ -119,7 +119,8 @@ class SourceReader:
         """Whether a read would return at once (no system call)."""
         frames = self._frames
         if isinstance(frames, VideoReader):
-            return frames.newest_seq > self.last_seq
+            seq = frames.newest_seq  # a ring that starts after a re-open names a frame not there
+            return seq > self.last_seq and frames.frame(seq) is not None
         return frames.available > 0
 
     @property

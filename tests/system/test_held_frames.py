@@ -233,3 +233,15 @@ def test_every_track_of_a_camera_names_the_same_capture(devices: MediaDevices) -
             assert frame.captureTimestamp == source.timestamp == frame.timestamp
         del reader, source
     assert len({f.captureSeq for f in derived}) == 5
+
+
+def test_capture_seq_goes_on_across_a_re_open(devices: MediaDevices) -> None:
+    """A camera re-opened in a larger mode numbers its frames on from where
+    the old mode stopped: a track that was there sees captureSeq rise, never
+    start again, so results keyed by it stay unique."""
+    small = camera(devices, {"width": 320, "height": 240})
+    before = max(small.read(timeout=5).captureSeq for _ in range(45))  # 1.5 s of frames
+    camera(devices, {"width": 1280, "height": 720})  # re-opens the camera
+    later = [small.read(timeout=5).captureSeq for _ in range(10)]
+    assert min(later) > before, (before, later)
+    assert later == sorted(later)

@@ -176,7 +176,7 @@ class MediaOps:
             raise InvalidStateError(f"track {args['trackId']!r} is not a live video track here")
         source, holder, config = track.source, track.lease.holder, self._quota.config
         table = open_hold_table(config.shm_dir, source.ring_name, args["table"], session.peer.uid)
-        limit = await source.grant_holds(holder, table, config.held_frames)
+        limit = await source.readers.grant(holder, table, config.held_frames, source.capturing)
         if not self._tracks.is_live(track) or track.source is not source:
             source.readers.drop_holds(holder)  # stopped or moved while the writer took it
             raise InvalidStateError(f"track {track.id} left its source while it asked to hold")

@@ -190,9 +190,9 @@ class SourceManager:
         mode = f"{width}x{height} {rate:g} fps"
         log.info("source %s: re-opening %s in the larger mode %s", old.id, old.device.label, mode)
         await old.suspend()  # frees the camera: only one process may hold it
-        native = self._open(
-            SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend), opener
-        )
+        plan = SourcePlan(old.device, VideoFormat(width, height), rate, old.device.backend)
+        # captureSeq goes on where the old mode left it: results keyed by it stay unique
+        native = self._open(plan, opener, seq_base=old.newest_seq)
         parent_lease = self.lease(native, f"source:{old.id}")  # old derives from it now
         try:
             await asyncio.wait_for(
@@ -227,7 +227,7 @@ class SourceManager:
         fmt, frame_rate = _fresh_mode(device, fmt, frame_rate)
         return self._open(SourcePlan(device, fmt, frame_rate, device.backend), opener)
 
-    def _open(self, plan: SourcePlan, opener: int | None = None) -> Source:
+    def _open(self, plan: SourcePlan, opener: int | None = None, seq_base: int = 0) -> Source:
         """Start a source for ``plan``. Its ring's name ends in a random tag:
         another user cannot create the segment first to make the start fail,
         and if a name is taken anyway another is tried."""
@@ -241,7 +241,7 @@ class SourceManager:
             if plan.parent is not None:  # a derived source keeps its parent open
                 source.parent_lease = self.lease(plan.parent, f"source:{source_id}")
             try:
-                source.start()
+                source.start(seq_base)
             except BaseException as exc:
                 if source.parent_lease is not None:
                     source.parent_lease.release()

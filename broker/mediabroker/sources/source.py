@@ -178,9 +178,9 @@ class Source:
         """The capture process's, the last one's once it exited; None before the first."""
         return self._process.pid if self._process is not None else None
 
-    def start(self) -> None:
-        """Create the ring and spawn the capture process. Raises `NotReadableError`
-        when /dev/shm has no room for the ring."""
+    def start(self, seq_base: int = 0) -> None:
+        """Create the ring and spawn the capture process; frame numbers go on
+        after ``seq_base``. Raises `NotReadableError` when /dev/shm has no room."""
         slots = self._ring_slots()
         check_budget(self._config, self.ring_name, self.format, slots)
         self._ring = Ring.create(
@@ -190,6 +190,7 @@ class Source:
             gid=self._config.socket_group,  # mode 0640: the group may map it
             shm_dir=self._config.shm_dir,
         )
+        self._ring.header["newest"] = seq_base  # its writer resumes at newest
         self._spawn()
 
     def _ring_slots(self) -> int:
@@ -214,11 +215,10 @@ class Source:
         self._process.start()
         self._watch.restart(time.monotonic())
 
-    async def grant_holds(self, holder: str, table_fd: int, wanted: int) -> int:
-        """Let ``holder`` hold up to ``wanted`` frames through its table (see
-        `mediabroker.sources.reader_files`); returns how many it may."""
-        running = self._process is not None and self._process.running
-        return await self.readers.grant(holder, table_fd, wanted, running)
+    @property
+    def capturing(self) -> bool:
+        """Whether a capture process runs now (what it is handed must be acknowledged)."""
+        return self._process is not None and self._process.running
 
     async def suspend(self) -> None:
         """Stop the capture process without ending the source (to re-open the
