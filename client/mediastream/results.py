@@ -31,7 +31,6 @@ from __future__ import annotations
 import mmap
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,8 +42,8 @@ from . import futex
 from .errors import NotAllowedError, NotReadableError
 from .fences import fence
 from .frames import NS_PER_S
-from .paths import group_to_join
-from .ring import SHM_DIR, _allocate, _array, _check_room, check_segment_name
+from .ring import SHM_DIR, Segment, _array, create_segment, open_segment
+from .wire import Limits, bounded_unpack, nests_deeper
 
 __all__ = [
     "DEFAULT_SLOTS",
@@ -71,7 +70,7 @@ STATE_LIVE, STATE_ENDED = 1, 2
 W_BEGIN, W_END, W_CAPTURE_SEQ, W_CAPTURE_NS, W_LENGTH, W_WRITTEN_NS, W_SENT_NS = range(7)
 SLOT_WORDS = SLOT_HEADER_BYTES // 8
 # Decoding limits: a result is one map of at most MAX_RESULT_BYTES.
-_MAX_ITEMS = MAX_RESULT_BYTES // 2
+_LIMITS = Limits(MAX_RESULT_BYTES, MAX_RESULT_BYTES, MAX_RESULT_BYTES // 2, MAX_RESULT_BYTES)
 MAX_DEPTH = 16
 READ_TRIES = 16  # looks at the newest result before a reader gives up on this wake
 
@@ -119,43 +118,21 @@ def decode_result(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_RESULT_BYTES:
         raise ValueError(f"a result is at most {MAX_RESULT_BYTES} bytes packed, not {len(payload)}")
     try:
-        data = msgpack.unpackb(
-            payload,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=MAX_RESULT_BYTES,
-            max_bin_len=MAX_RESULT_BYTES,
-            max_array_len=_MAX_ITEMS,
-            max_map_len=_MAX_ITEMS,
-            max_ext_len=0,
-        )
+        data = bounded_unpack(payload, _LIMITS)
     except (ValueError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a msgpack result: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"a result is a map (a dict), not {type(data).__name__}")
-    _check_depth(data)
+    if nests_deeper(data, MAX_DEPTH):
+        raise ValueError(f"a result nests deeper than {MAX_DEPTH} levels")
     return data
 
 
-def _check_depth(data: dict[str, Any]) -> None:
-    level: list[Any] = [data]
-    for _ in range(MAX_DEPTH):
-        level = [
-            item
-            for value in level
-            if isinstance(value, (dict, list))
-            for item in (value.values() if isinstance(value, dict) else value)
-        ]
-        if not level:
-            return
-    raise ValueError(f"a result nests deeper than {MAX_DEPTH} levels")
-
-
-class ResultsSegment:
+class ResultsSegment(Segment):
     """A mapped results segment: `create` (the daemon) or `open` (read-only).
     ``close()`` unmaps (idempotent); only the daemon calls `unlink`."""
 
-    _mmap: mmap.mmap | None = None  # set last: a half-built segment reads as closed
+    _views = ("header", "words", "payloads", "newest_word")
 
     def __init__(self, name: str, mapping: mmap.mmap, writable: bool) -> None:
         self.name, self.writable = name, writable
@@ -190,55 +167,20 @@ class ResultsSegment:
         when /dev/shm has no room, `FileExistsError` if the name is taken."""
         if not 1 <= slots <= MAX_SLOTS:
             raise ValueError(f"a results ring has 1 to {MAX_SLOTS} slots, not {slots}")
-        path = shm_dir / check_segment_name(name)
-        size = results_bytes(slots)
-        _check_room(name, size, shm_dir)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
-        try:
-            os.fchmod(fd, mode)
-            if gid is not None:
-                os.fchown(fd, -1, gid)
-            _allocate(fd, size, name, shm_dir)
-            mapping = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE)
+
+        def wrap(mapping: mmap.mmap) -> ResultsSegment:
             _write_header(mapping, slots)
             return cls(name, mapping, writable=True)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(fd)
+
+        size = results_bytes(slots)
+        return create_segment(name, size, wrap, mode=mode, gid=gid, shm_dir=shm_dir)
 
     @classmethod
     def open(cls, name: str, *, shm_dir: Path = SHM_DIR) -> ResultsSegment:
         """Map an existing segment read-only. Raises `NotReadableError` when it
         is missing or no results segment, `NotAllowedError` without access."""
-        path = shm_dir / check_segment_name(name)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as exc:
-            raise NotReadableError(f"results ring {name!r} does not exist in {shm_dir}") from exc
-        except PermissionError as exc:
-            raise NotAllowedError(
-                f"no permission to map {path}: ask the administrator to add you to "
-                f"{group_to_join(path)}"
-            ) from exc
-        try:
-            size = os.fstat(fd).st_size
-            if size < HEADER_BYTES:
-                raise NotReadableError(f"segment {name!r} is too small to be a results ring")
-            mapping = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ)
-        finally:
-            os.close(fd)
+        mapping = open_segment(name, "results ring", writable=False, shm_dir=shm_dir)
         return cls(name, mapping, writable=False)
-
-    @staticmethod
-    def unlink(name: str, shm_dir: Path = SHM_DIR) -> None:
-        """Remove the segment (daemon only); mappings stay usable. Idempotent."""
-        (shm_dir / check_segment_name(name)).unlink(missing_ok=True)
-
-    @property
-    def closed(self) -> bool:
-        return self._mmap is None
 
     @property
     def ended(self) -> bool:
@@ -260,28 +202,6 @@ class ResultsSegment:
 
     def ring(self) -> None:
         futex.wake_all(int(self.newest_word.ctypes.data))
-
-    def close(self) -> None:
-        """Unmap. Idempotent."""
-        mapping, self._mmap = self._mmap, None
-        if mapping is None:
-            return
-        del self.header, self.words, self.payloads, self.newest_word
-        try:
-            mapping.close()
-        except BufferError:
-            pass  # a view still exports it; the mapping dies with the last one
-
-    def __enter__(self) -> ResultsSegment:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if self._mmap is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
     def __repr__(self) -> str:
         if self._mmap is None:

@@ -72,9 +72,10 @@ import mmap
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -251,14 +252,112 @@ def ring_bytes(fmt: RingFormat, slots: int) -> int:
     return _layout(fmt, slots)[1]
 
 
-class Ring:
+SegmentT = TypeVar("SegmentT")
+
+
+def create_segment(
+    name: str,
+    size: int,
+    wrap: Callable[[mmap.mmap], SegmentT],
+    *,
+    mode: int,
+    gid: int | None,
+    shm_dir: Path,
+) -> SegmentT:
+    """Create, size and pre-fault the segment ``name``; ``wrap`` writes its
+    header and returns the object over the mapping. On any failure the file
+    is unlinked. Raises `NotReadableError` when /dev/shm has no room,
+    `FileExistsError` if the name is taken."""
+    path = shm_dir / check_segment_name(name)
+    _check_room(name, size, shm_dir)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask must not narrow the mode
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+        _allocate(fd, size, name, shm_dir)
+        return wrap(mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+
+
+def open_segment(name: str, what: str, *, writable: bool, shm_dir: Path) -> mmap.mmap:
+    """Map the segment ``name`` (a ``what``), read-only unless ``writable``.
+    Raises `NotReadableError` when it is missing or too small for a header,
+    `NotAllowedError` (naming the group to join) without permission."""
+    path = shm_dir / check_segment_name(name)
+    try:
+        fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise NotReadableError(f"{what} {name!r} does not exist in {shm_dir}") from exc
+    except PermissionError as exc:
+        raise NotAllowedError(
+            f"no permission to map {path}: ask the administrator to add you to "
+            f"{group_to_join(path)}"
+        ) from exc
+    try:
+        size = os.fstat(fd).st_size
+        if size < HEADER_BYTES:
+            raise NotReadableError(f"segment {name!r} is too small to be a {what}")
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        return mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot)
+    finally:
+        os.close(fd)
+
+
+class Segment:
+    """What every mapped segment shares: ``close()`` unmaps (idempotent) and
+    never removes the file, only the daemon calls `unlink`; views still
+    alive keep the mapping until they go; one left open warns."""
+
+    name: str
+    _mmap: mmap.mmap | None = None  # set last: a half-built segment reads as closed
+    _views: ClassVar[tuple[str, ...]] = ()  # attributes that are views of the mapping
+
+    @staticmethod
+    def unlink(name: str, shm_dir: Path = SHM_DIR) -> None:
+        """Remove the segment (daemon only); mappings stay usable. Idempotent."""
+        (shm_dir / check_segment_name(name)).unlink(missing_ok=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._mmap is None
+
+    def close(self) -> None:
+        """Unmap. Idempotent."""
+        mapping, self._mmap = self._mmap, None
+        if mapping is None:
+            return
+        for view in self._views:
+            delattr(self, view)
+        try:
+            mapping.close()
+        except BufferError:
+            pass  # frames still export it; the mapping dies with the last one
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._mmap is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            self.close()
+
+
+class Ring(Segment):
     """A mapped ring segment. Use `create` (the daemon) or `open`.
 
     ``close()`` unmaps (idempotent); it never removes the segment: only the
     daemon calls `unlink`. Frames still referencing the mapping keep it alive.
     """
 
-    _mmap: mmap.mmap | None = None  # set last: a half-built Ring reads as closed
+    _views = ("header",)
 
     def __init__(self, name: str, mapping: mmap.mmap, writable: bool) -> None:
         """Wrap a mapping (`create` and `open` call this); raises `NotReadableError`
@@ -291,23 +390,13 @@ class Ring:
         per channel) for an audio ring. Raises `NotReadableError` when
         /dev/shm has no room, `FileExistsError` if the name is taken.
         """
-        path = shm_dir / check_segment_name(name)
         stride, size = _layout(fmt, slots)
-        _check_room(name, size, shm_dir)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode)
-        try:
-            os.fchmod(fd, mode)  # the umask must not narrow the mode
-            if gid is not None:
-                os.fchown(fd, -1, gid)
-            _allocate(fd, size, name, shm_dir)
-            mapping = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE)
+
+        def wrap(mapping: mmap.mmap) -> Ring:
             _write_header(mapping, fmt, slots, stride)
             return cls(name, mapping, writable=True)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        finally:
-            os.close(fd)
+
+        return create_segment(name, size, wrap, mode=mode, gid=gid, shm_dir=shm_dir)
 
     @classmethod
     def open(cls, name: str, *, writable: bool = False, shm_dir: Path = SHM_DIR) -> Ring:
@@ -315,30 +404,7 @@ class Ring:
 
         Raises `NotReadableError` when it is missing or not a ring.
         """
-        path = shm_dir / check_segment_name(name)
-        try:
-            fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
-        except FileNotFoundError as exc:
-            raise NotReadableError(f"ring {name!r} does not exist in {shm_dir}") from exc
-        except PermissionError as exc:
-            raise NotAllowedError(
-                f"no permission to map {path}: ask the administrator to add you to "
-                f"{group_to_join(path)}"
-            ) from exc
-        try:
-            size = os.fstat(fd).st_size
-            if size < HEADER_BYTES:
-                raise NotReadableError(f"segment {name!r} is too small to be a ring")
-            prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-            mapping = mmap.mmap(fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot)
-        finally:
-            os.close(fd)
-        return cls(name, mapping, writable)
-
-    @staticmethod
-    def unlink(name: str, shm_dir: Path = SHM_DIR) -> None:
-        """Remove the segment (daemon only); mapped rings stay usable. Idempotent."""
-        (shm_dir / check_segment_name(name)).unlink(missing_ok=True)
+        return cls(name, open_segment(name, "ring", writable=writable, shm_dir=shm_dir), writable)
 
     @property
     def buffer(self) -> mmap.mmap:
@@ -362,32 +428,6 @@ class Ring:
             self.header["owner_pid"] = owner
         if writer is not None:
             self.header["writer_pid"] = writer
-
-    @property
-    def closed(self) -> bool:
-        return self._mmap is None
-
-    def close(self) -> None:
-        """Unmap. Idempotent. Views still alive keep the mapping until they go."""
-        mapping, self._mmap = self._mmap, None
-        if mapping is None:
-            return
-        del self.header
-        try:
-            mapping.close()
-        except BufferError:
-            pass  # frames still export it; the mapping dies with the last one
-
-    def __enter__(self) -> Ring:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if self._mmap is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
     def __repr__(self) -> str:
         if self._mmap is None:

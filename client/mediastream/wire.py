@@ -209,39 +209,46 @@ def _unpack(data: bytes, limits: Limits = REQUEST_LIMITS) -> dict[str, Any]:
     if len(data) > limits.message_bytes:
         raise ProtocolError(f"message of {len(data)} bytes exceeds {limits.message_bytes}")
     try:
-        message = msgpack.unpackb(
-            data,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=limits.string_bytes,
-            max_bin_len=max(limits.bin_bytes, limits.string_bytes),
-            max_array_len=limits.items,
-            max_map_len=limits.items,
-            max_ext_len=0,
-        )
+        message = bounded_unpack(data, limits)
     except (ValueError, msgpack.UnpackException) as exc:
         raise ProtocolError(f"undecodable message: {exc}") from exc
     if not isinstance(message, dict):
         raise ProtocolError(f"expected a map, got {type(message).__name__}")
-    _check_depth(message)
+    if nests_deeper(message, MAX_DEPTH):
+        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
     return message
 
 
-def _check_depth(message: dict[str, Any]) -> None:
-    """Refuse containers nested deeper than MAX_DEPTH (msgpack allows 1024),
-    level by level, without recursion."""
-    level: list[Any] = [message]
-    for _ in range(MAX_DEPTH):
+def bounded_unpack(data: bytes, limits: Limits) -> Any:
+    """Untrusted msgpack decoded within ``limits``: str keys only, no ext
+    types. What the wire and the results rings both decode with; raises
+    msgpack's errors (ValueError, UnpackException)."""
+    return msgpack.unpackb(
+        data,
+        raw=False,
+        strict_map_key=True,
+        max_str_len=limits.string_bytes,
+        max_bin_len=max(limits.bin_bytes, limits.string_bytes),
+        max_array_len=limits.items,
+        max_map_len=limits.items,
+        max_ext_len=0,
+    )
+
+
+def nests_deeper(value: dict[str, Any], depth: int) -> bool:
+    """Whether containers nest deeper than ``depth`` (msgpack allows 1024),
+    looked at level by level, without recursion."""
+    level: list[Any] = [value]
+    for _ in range(depth):
         level = [
             item
-            for value in level
-            if isinstance(value, (dict, list))
-            for item in (value.values() if isinstance(value, dict) else value)
+            for container in level
+            if isinstance(container, (dict, list))
+            for item in (container.values() if isinstance(container, dict) else container)
         ]
         if not level:
-            return
-    if any(isinstance(value, (dict, list)) for value in level):
-        raise ProtocolError(f"message nests deeper than {MAX_DEPTH} levels")
+            return False
+    return any(isinstance(item, (dict, list)) for item in level)
 
 
 def _field(message: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
