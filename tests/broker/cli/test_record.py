@@ -182,7 +182,7 @@ def test_a_stop_signal_finishes_the_file(
     recorder = Recorder(daemon, "camera", "-o", str(output), *SIZE, *options)
     recorders.append(recorder)
     started = recorder.wait_started()
-    time.sleep(RECORD_S)
+    time.sleep(RECORD_S)  # how long it records: the scenario, not a wait for something
     stopped = time.monotonic()
     status, out, err = recorder.stop(number)
     assert status == 0, out + err
@@ -215,7 +215,7 @@ def test_h264_through_pyav(
     recorder = Recorder(daemon, "camera", "-o", str(killed), *SIZE)
     recorders.append(recorder)
     recorder.wait_started()
-    time.sleep(RECORD_S + 0.5)
+    time.sleep(RECORD_S + 0.5)  # long enough for a keyframe fragment: the scenario
     recorder.process.kill()
     recorder.process.wait(10)
     assert int(probe(ffprobe, killed)["nb_read_frames"]) >= FPS  # at least the first second
@@ -285,7 +285,7 @@ def test_repeated_and_dropped_frames_are_counted(
     recorder = Recorder(daemon, "camera", "-o", str(output), *SIZE)
     recorders.append(recorder)
     started = recorder.wait_started()
-    time.sleep(0.5)
+    time.sleep(0.5)  # the scenario's timeline: record, freeze 1 s, record
     recorder.process.send_signal(signal.SIGSTOP)
     time.sleep(1.0)
     recorder.process.send_signal(signal.SIGCONT)
@@ -364,7 +364,7 @@ def test_audio_in_segments_stopped_by_sigterm(
     recorder = Recorder(daemon, "microphone", "-o", str(output), "--segment", "0.4")
     recorders.append(recorder)
     recorder.wait_started()
-    time.sleep(1.0)
+    time.sleep(1.0)  # a second of recording: the scenario, not a wait
     status, out, _ = recorder.stop(signal.SIGTERM)
     assert status == 0 and "stopped by SIGTERM" in out, out
     seconds = float(re.search(r"wrote (\d+\.\d) s \(48000 Hz", out)[1])  # type: ignore[index]
