@@ -120,7 +120,7 @@ class SourceReader:
         frames = self._frames
         if isinstance(frames, VideoReader):
             seq = frames.newest_seq  # a ring that starts after a re-open names a frame not there
-            return seq > self.last_seq and frames.frame(seq) is not None
+            return seq > self.last_seq and frames.has(seq)
         return frames.available > 0
 
     @property

@@ -661,6 +661,14 @@ class VideoReader:
                 return frame
         return None
 
+    def has(self, seq: int) -> bool:
+        """Whether a slot has frame ``seq`` complete, without building a frame
+        (a hint for waiting: `frame` still checks the seqlock)."""
+        count = len(self._slots)
+        hint = int(self._cursor[3]) % count
+        candidates = (hint, seq % count, *range(count))
+        return seq != 0 and any(int(self._slots[i][0][SLOT_END]) == seq for i in candidates)
+
     def _frame_in(self, index: int, seq: int) -> VideoFrame | None:
         header, pixels = self._slots[index]
         if int(header[SLOT_END]) != seq or int(header[SLOT_BEGIN]) != seq:
