@@ -217,6 +217,26 @@ def stats(run_dir: str, width: str, height: str) -> None:
         wait_for_stdin()
 
 
+def read_stats(run_dir: str, count: str) -> None:
+    """Read ``count`` frames of a 640x480 track, wait (at most 10 s) until
+    this user's stats show them delivered (the heartbeat carries them), then
+    emit those stats and the track's id; holds until released."""
+    frames = int(count)
+    with MediaDevices(run_dir, name="reader") as devices:
+        track = devices.getUserMedia({"video": {"width": 640, "height": 480}}).getVideoTracks()[0]
+        for _ in range(frames):
+            track.read(timeout=5)
+        deadline = time.monotonic() + 10
+        while True:  # another process's heartbeat: nothing to block on
+            stats = devices.broker_stats()
+            mine = [s for s in stats["sessions"] if s["pid"] == os.getpid()]
+            if (mine and mine[0].get("delivered") == frames) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        emit(track=track.id, stats=stats)
+        wait_for_stdin()
+
+
 MODES: dict[str, Any] = {
     "connections": connections,
     "silent": silent,
@@ -225,6 +245,7 @@ MODES: dict[str, Any] = {
     "claim-ids": claim_ids,
     "huge": huge,
     "stats": stats,
+    "read-stats": read_stats,
 }
 
 if __name__ == "__main__":

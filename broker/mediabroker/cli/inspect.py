@@ -3,8 +3,9 @@ offers, and what it is doing.
 
 Both are ordinary clients of the daemon, through the public `mediastream`
 API plus `MediaDevices.broker_stats()`, so they work for any user the daemon
-lets in. The daemon reports totals (frames, CPU seconds); `stats_report`
-turns two of its replies into rates.
+lets in. The daemon reports totals (frames, drops, CPU seconds) and each
+source's measured frame rate; `stats_report` turns two of its replies into
+the other rates (drops and CPU % per interval).
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def _add_stats(commands: Any) -> None:
         "Sources (format, frame rate, frames, drops, shared memory, holders), consumers\n"
         "(pid, name, user, tracks, frames delivered and discarded as their heartbeats\n"
         "say) and the daemon's processes (CPU %, RSS), refreshed every --interval\n"
-        "seconds until Ctrl-C. Rates are measured over each interval.",
+        "seconds until Ctrl-C. Frame rates are the daemon's, over its last seconds;\n"
+        "drops and CPU % are over each interval.",
     )
     add_client_options(stats)
     stats.add_argument(
@@ -172,9 +174,9 @@ def take_sample(devices: MediaDevices) -> StatsSample:
 
 
 def stats_report(first: StatsSample | None, second: StatsSample) -> dict[str, Any]:
-    """Sources, consumers and processes from ``second``; rates (fps, drops,
-    CPU %) over the time since ``first`` (None: rates are null). This is
-    what ``stats --json`` prints."""
+    """Sources, consumers and processes from ``second``; fps as the daemon
+    measured it, drops and CPU % over the time since ``first`` (None: those
+    are null). This is what ``stats --json`` prints."""
     stats = second.stats
     before = first.stats if first is not None else {}
     elapsed = second.at - first.at if first is not None else 0.0
@@ -226,6 +228,20 @@ def _source_format(source: dict[str, Any]) -> str:
 
 
 def _source_rates(
+    now: dict[str, Any], old: dict[str, Any] | None
+) -> tuple[float | None, int | None]:
+    """Frames a second as the daemon measured them over its last seconds,
+    and the frames it counted dropped since ``old``; from a daemon that
+    does not measure, both over the interval."""
+    rate, drops = _interval_rates(now, old)
+    if now.get("measuredRate") is not None:
+        rate = now["measuredRate"]
+    if old is not None and "droppedFrames" in now and "droppedFrames" in old:
+        drops = max(0, now["droppedFrames"] - old["droppedFrames"])
+    return rate, drops
+
+
+def _interval_rates(
     now: dict[str, Any], old: dict[str, Any] | None
 ) -> tuple[float | None, int | None]:
     """Frames a second and video frames dropped, measured on the newest

@@ -9,7 +9,8 @@ probe children do that, and may be killed). The parts:
 - the ops (ops.py): what each request does;
 - `TrackTable` (tracks.py): the tracks, each a lease on a source, and the
   shared streams that mirror them;
-- `SourceManager` (sources/): capture processes and their rings;
+- `SourceManager` (sources/): capture processes and their rings, each
+  ring sampled for its measured rate and drops (`RateBook`);
 - `DeviceWatch` (device_watch.py): the device list, kept current;
 - `Heartbeat` (heartbeat.py): the pulse every client hears, systemd's watchdog.
 
@@ -44,6 +45,7 @@ from mediabroker.daemon.tracks import TrackTable
 from mediabroker.errors import ConfigError, StartError
 from mediabroker.filemodes import secure_sockets
 from mediabroker.sources import SourceManager, sweep_stale_rings
+from mediabroker.sources.rates import RateBook
 from mediastream.paths import DAEMON_SOCKETS
 
 __all__ = ["Broker", "BrokerState", "raise_fd_limit", "serve"]
@@ -76,7 +78,10 @@ class Broker:
         self.heartbeat = Heartbeat(self.control.broadcast, self._notifier, self._status_line)
         quota = SourceQuota(config, self.tracks, self.sources)
         media = MediaOps(self.devices, self.sources, self.tracks, self.sessions, quota)
-        admin = AdminOps(config, self.control, self.devices, self.sources, self.sessions)
+        self.rates = RateBook(config.shm_dir)  # each source's measured rate and drops
+        admin = AdminOps(
+            config, self.control, self.devices, self.sources, self.sessions, self.rates
+        )
         self.generators = Generators(
             config, media, self.sources, self.tracks, self.devices, self.sessions, quota
         )
@@ -127,6 +132,7 @@ class Broker:
         return [
             self.sources.serve_status(),
             self.sources.watch_progress(),
+            self.rates.run(self.sources.index),
             reap_sessions(
                 self.sessions, config.heartbeat_s, config.session_timeout_s, self.control.disconnect
             ),

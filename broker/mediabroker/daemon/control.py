@@ -267,10 +267,12 @@ class _Pipeline:
 
 
 def _record_heartbeat(session: Session | None, args: dict[str, Any]) -> None:
-    """A client's heartbeat carries its own frame counts (``mediabroker stats``)."""
+    """A client's heartbeat carries its own frame counts (``mediabroker stats``,
+    ``/metrics``): reads happen in shared memory, where the daemon sees none.
+    Counts are never negative, whatever a client sends."""
     if session is not None and "delivered" in args:
-        session.delivered = args["delivered"]
-        session.discarded = args.get("discarded", 0)
+        session.delivered = max(0, args["delivered"])
+        session.discarded = max(0, args.get("discarded", 0))
 
 
 def _encode_reply(request: wire.Request, result: dict[str, Any]) -> bytes:

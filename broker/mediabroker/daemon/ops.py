@@ -31,6 +31,7 @@ from mediabroker.selection import (
     settle_settings,
 )
 from mediabroker.sources import Lease, SourceManager
+from mediabroker.sources.rates import RateBook
 from mediabroker.sources.reader_files import open_doorbell, open_hold_table
 from mediabroker.sources.rings import ring_slots
 from mediastream.errors import (
@@ -268,12 +269,14 @@ class AdminOps:
         devices: DeviceWatch,
         sources: SourceManager,
         sessions: SessionTable,
+        rates: RateBook,
     ) -> None:
         self._config = config
         self._control = control
         self._devices = devices
         self._sources = sources
         self._sessions = sessions
+        self._rates = rates
 
     def table(self) -> dict[str, Handler]:
         return {
@@ -284,7 +287,9 @@ class AdminOps:
 
     async def stats(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         counters = {**self._control.counters, **self._control.server.counters}
-        return stats_reply(session, self._sessions, self._sources, counters, self._config)
+        return stats_reply(
+            session, self._sessions, self._sources, counters, self._config, self._rates
+        )
 
     async def add_fake_device(self, session: Session, args: dict[str, Any]) -> dict[str, Any]:
         _check_operator(session, "add fake devices")

@@ -5,10 +5,13 @@ sessions of its own uid, and among a source's holders only its own tracks
 (``holderCount`` counts them all): no user learns another's process names,
 pids or track ids.
 
-The daemon reports counters and totals (frames written, CPU seconds, bytes);
-rates (fps, CPU %, drops per interval) are differences between two reports,
-computed by whoever asks (`mediabroker.cli.inspect`), so the daemon keeps no
-per-observer state.
+The daemon reports counters and totals (frames written, drops, CPU seconds,
+bytes) and one rate it measures itself, the same for every observer: each
+source's frames a second over the last few seconds, and its drops, sampled
+from its ring (`mediabroker.sources.rates`). Other rates (CPU %, drops per
+interval) are differences between two reports, computed by whoever asks
+(`mediabroker.cli.inspect`), so the daemon keeps no per-observer state.
+`mediabroker.metrics` renders a reply for Prometheus.
 """
 
 from __future__ import annotations
@@ -28,8 +31,16 @@ if TYPE_CHECKING:
     from mediabroker.config import BrokerConfig
     from mediabroker.daemon.sessions import Session
     from mediabroker.sources import Source
+    from mediabroker.sources.rates import FrameMeter, RateBook
 
-__all__ = ["process_figures", "session_row", "source_figures", "source_row", "stats_reply"]
+__all__ = [
+    "measured_figures",
+    "process_figures",
+    "session_row",
+    "source_figures",
+    "source_row",
+    "stats_reply",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +51,18 @@ def stats_reply(
     sources: Iterable[Source],
     counters: dict[str, int],
     config: BrokerConfig,
+    rates: RateBook | None = None,
 ) -> dict[str, Any]:
     """What the daemon holds now, as ``viewer`` may see it: for ``mediabroker
-    stats`` and for tests."""
+    stats``, ``/metrics`` and tests. ``rates`` None: no measured rates."""
     sources = list(sources)
     visible = list(sessions)
     if viewer.peer.uid not in (0, os.getuid()):
         visible = [s for s in visible if s.peer.uid == viewer.peer.uid]
         own = {holder_name(t) for s in visible for t in s.tracks}
-        rows = [_own_holders(source_row(s, config), own) for s in sources]
+        rows = [_own_holders(source_row(s, config, rates), own) for s in sources]
     else:
-        rows = [source_row(s, config) for s in sources]
+        rows = [source_row(s, config, rates) for s in sources]
     return {
         "pid": os.getpid(),
         "sessions": [session_row(s) for s in visible],
@@ -76,7 +88,9 @@ def _own_holders(row: dict[str, Any], own: set[str]) -> dict[str, Any]:
     return {**row, "holders": [h for h in row["holders"] if h in own]}
 
 
-def source_row(source: Source, config: BrokerConfig) -> dict[str, Any]:
+def source_row(
+    source: Source, config: BrokerConfig, rates: RateBook | None = None
+) -> dict[str, Any]:
     return {
         "id": source.id,
         "deviceId": source.device.device_id,
@@ -88,6 +102,18 @@ def source_row(source: Source, config: BrokerConfig) -> dict[str, Any]:
         "pid": source.pid,
         "ring": source.ring_name,
         **source_figures(source, config),
+        **measured_figures(rates.meter(source.id) if rates is not None else None),
+    }
+
+
+def measured_figures(meter: FrameMeter | None) -> dict[str, Any]:
+    """The daemon's own measurement of a source (`mediabroker.sources.rates`):
+    frames (or audio sample frames) a second over its last seconds, null
+    until it sampled the ring twice; frames dropped so far."""
+    rate = meter.rate if meter is not None else None
+    return {
+        "measuredRate": None if rate is None else round(rate, 3),
+        "droppedFrames": meter.dropped if meter is not None else 0,
     }
 
 

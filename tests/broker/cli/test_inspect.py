@@ -155,3 +155,14 @@ def test_stats_live_view_refreshes(daemon: Daemon) -> None:
     for section in ("SOURCES", "CONSUMERS", "PROCESSES"):
         assert result.stdout.count(f"\n{section}\n") == 2, result.stdout
     assert f"mediabroker pid {daemon.pid} on {daemon.run_dir}" in result.stdout
+
+
+def test_the_daemons_measured_rate_and_drop_totals_come_first() -> None:
+    """A reply with the daemon's own figures: its rate as it is, drops as the
+    difference of its totals (not re-estimated from the nominal rate)."""
+    first, second = two_samples()
+    first.stats["sources"][0]["droppedFrames"] = 4
+    second.stats["sources"][0].update(measuredRate=29.5, droppedFrames=6)
+    [source] = stats_report(first, second)["sources"]
+    assert (source["rate"], source["drops"]) == (29.5, 2)
+    assert stats_report(None, second)["sources"][0]["rate"] == 29.5
