@@ -105,6 +105,7 @@ class BrokerConnection:
         )
         self._hello_lock = threading.Lock()
         self._needs_hello = False  # the session ended; the next request opens another
+        self.daemon_pid = 0  # the one that answered hello; 0 before
         self.sessions = 0  # sessions opened so far: what is registered per session knows
         self._gone_reason = ""  # why the last session ended
         self._silent = ""  # set while the daemon's heartbeats are missing: why
@@ -285,6 +286,7 @@ class BrokerConnection:
     def _take_notice(self, notice: wire.Notice) -> bool:
         kind = notice.payload["type"]
         if notice.topic == "broker" and kind == "heartbeat":
+            self._check_same_daemon(notice.payload.get("pid"))
             return True
         if notice.topic == "broker" and kind == "stopping":
             self._session_gone("the daemon is stopping")
@@ -295,6 +297,14 @@ class BrokerConnection:
         else:
             self._dispatch_queue.put((notice.topic, notice.payload))
         return False
+
+    def _check_same_daemon(self, pid: object) -> None:
+        """A daemon that restarted within the silence window (a service
+        manager is quick) beats on as if nothing happened, but knows neither
+        this session nor its tracks: its pid says so."""
+        known = self.daemon_pid and not self._needs_hello
+        if known and isinstance(pid, int) and pid != self.daemon_pid:
+            self._session_gone(f"the daemon restarted (pid {self.daemon_pid}, now {pid})")
 
     def _session_gone(self, reason: str) -> None:
         """The session is over: waiting requests fail, tracks end (on the

@@ -310,3 +310,39 @@ def test_a_stopping_daemon_ends_its_clients_tracks_saying_so(daemon: Daemon) -> 
         finish(client)
     finally:
         client.close()
+
+
+def test_a_daemon_restarted_within_the_silence_window_ends_the_old_tracks(
+    tmp_path: Path,
+) -> None:
+    """A service manager restarts a killed daemon in well under the client's
+    silence window (here 3 beats of 2 s). The new daemon beats on, but knows
+    neither the session nor its tracks: its heartbeat's pid tells the client,
+    whose tracks end saying so (they used to stay live, with no frames, for
+    ever), and the next getUserMedia opens a new session that reads."""
+    run_dir = tmp_path / "run"
+    slow_beats = "[sessions]\nheartbeat_s = 2.0\n"
+    first = Daemon(run_dir, config=slow_beats)
+    second: Daemon | None = None
+    try:
+        first.wait_ready()
+        with MediaDevices(run_dir, name="survivor") as devices:
+            track = devices.getUserMedia({"video": {"width": 160, "height": 120}}).getTracks()[0]
+            track.read(timeout=5)
+            first.kill()
+            wait_until(lambda: not first.living_children(), 10, "its capture process to exit")
+            first.close()
+            second = Daemon(run_dir, prefix=first.prefix, config=slow_beats)
+            second.wait_ready()
+            wait_until(lambda: track.readyState == "ended", 10, "the old track to end")
+            with pytest.raises(NotReadableError, match="restarted"):
+                track.read(timeout=0)
+            again = devices.getUserMedia({"video": True}).getVideoTracks()[0]
+            assert again.read(timeout=5)
+            again.stop()
+        assert second.terminate() == 0, second.log()[-3000:]
+        assert_nothing_left(second)
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
