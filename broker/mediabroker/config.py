@@ -16,7 +16,7 @@ restart.
     [sessions] heartbeat_s
     [rings]    slots, held_frames, audio_seconds, shm_budget_mib
     [limits]   connections, {connections,sessions,tracks,sources}_per_user, shm_per_user_mib
-    [devices]  fake, hardware, allow, deny, idle_close_s, scan_interval_s
+    [devices]  fake, fake_clock_code, hardware, allow, deny, idle_close_s, scan_interval_s
     [[devices.files]] path, label, loop
 """
 
@@ -33,7 +33,8 @@ from typing import Any
 
 from mediabroker import config_values as values
 from mediabroker.errors import ConfigError
-from mediabroker.sources.policy import STALL_S, RestartPolicy
+from mediabroker.sources.policy import STALL_S, Backoff, RestartPolicy
+from mediabroker.urls import check_video_url, redact_url
 from mediastream.holds import HOLD_ENTRIES
 from mediastream.paths import resolve_run_dir, resolve_shm_prefix
 from mediastream.ring import SHM_DIR, check_segment_name
@@ -44,6 +45,7 @@ __all__ = [
     "SCHEMA",
     "BrokerConfig",
     "FileSource",
+    "NetworkSource",
     "load_config",
     "parse_config",
     "read_config_file",
@@ -66,13 +68,27 @@ class FileSource:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkSource:
+    """A network camera (RTSP, HTTP MJPEG, HLS) the daemon reads through
+    FFmpeg. ``url`` may hold credentials: show it through `redact_url` only."""
+
+    url: str
+    label: str = ""
+
+    def __repr__(self) -> str:  # the dataclass one would print the password
+        return f"NetworkSource(url={redact_url(self.url)!r}, label={self.label!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerConfig:
     run_dir: Path = field(default_factory=resolve_run_dir)
     shm_prefix: str = field(default_factory=resolve_shm_prefix)
     shm_dir: Path = SHM_DIR
     fake_devices: bool = False
+    fake_clock_code: bool = False  # fake cameras paint their capture time (capture.fake)
     hardware_devices: bool = True  # look for V4L2 cameras and PortAudio microphones
     file_sources: tuple[FileSource, ...] = ()
+    network_sources: tuple[NetworkSource, ...] = ()
     device_allow: tuple[str, ...] = ()  # glob patterns; empty: every device
     device_deny: tuple[str, ...] = ()  # glob patterns; a match hides the device
     device_scan_s: float = 1.0  # how often the device list is re-read (hot-plug)
@@ -87,6 +103,9 @@ class BrokerConfig:
     stop_deadline_s: float = 3.0  # SIGTERM to SIGKILL for capture processes
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)  # not in the file
     stall_s: float = STALL_S  # a live ring that stands still this long is killed; not in the file
+    # How a network camera that dropped reconnects, and how a source that
+    # cannot be probed is tried again (files, URLs); not in the file.
+    retry_backoff: Backoff = field(default_factory=Backoff)
     log_level: int = logging.INFO
     socket_group: int | None = None  # gid of the run dir, sockets and rings; None: ours
     socket_mode: int = 0o660  # the run dir gets the matching search bits (0750)
@@ -149,12 +168,45 @@ def _file_source(entry: Any, ctx: values.Context, index: int) -> FileSource:
 
 
 def _video_file(value: Any, ctx: values.Context) -> Path:
+    """A path, relative to the configuration file. It need not exist yet:
+    the daemon offers it once it does (see the module's note)."""
     path = Path(values.string(value, ctx))
     if not path.is_absolute():
         path = ctx.path.parent / path  # relative to the configuration file
-    if not path.is_file():
-        raise ValueError(f"{str(path)!r} is not a file")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory, not a video file")
     return path
+
+
+NETWORK_SOURCE_KEYS = ("url", "label")
+
+
+def _network_sources(value: Any, ctx: values.Context) -> tuple[NetworkSource, ...]:
+    if not isinstance(value, list):
+        raise ValueError("must be an array of tables: [[devices.network]] with url, label")
+    return tuple(_network_source(entry, ctx, index) for index, entry in enumerate(value))
+
+
+def _network_source(entry: Any, ctx: values.Context, index: int) -> NetworkSource:
+    key = f"{ctx.key}[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(
+            f"must be a table with {', '.join(NETWORK_SOURCE_KEYS)}", path=ctx.path, key=key
+        )
+    _refuse_unknown(entry, NETWORK_SOURCE_KEYS, ctx.path, f"{key}.")
+    if "url" not in entry:
+        raise ConfigError("needs a url", path=ctx.path, key=key)
+    fields: dict[str, Any] = {}
+    for name, parse in (("url", _video_url), ("label", values.string)):
+        if name in entry:
+            fields[name] = _parse(parse, entry[name], ctx.path, f"{key}.{name}")
+    return NetworkSource(**fields)
+
+
+def _video_url(value: Any, ctx: values.Context) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a URL string, got a {type(value).__name__}")
+    return check_video_url(value)  # its ValueError shows the URL redacted
 
 
 # TOML key -> (BrokerConfig field, parser); a nested dict is a TOML table.
@@ -199,19 +251,23 @@ SCHEMA: Schema = {
     },
     "devices": {
         "fake": ("fake_devices", values.boolean),
+        "fake_clock_code": ("fake_clock_code", values.boolean),
         "hardware": ("hardware_devices", values.boolean),
         "allow": ("device_allow", values.list_of(values.string)),
         "deny": ("device_deny", values.list_of(values.string)),
         "idle_close_s": ("idle_close_s", values.number(0, 3600)),
         "scan_interval_s": ("device_scan_s", values.number(0.1, 3600)),
         "files": ("file_sources", _file_sources),
+        "network": ("network_sources", _network_sources),
     },
 }
 
 RELOADABLE_FIELDS = (
     "fake_devices",
+    "fake_clock_code",
     "hardware_devices",
     "file_sources",
+    "network_sources",
     "device_allow",
     "device_deny",
     "device_scan_s",

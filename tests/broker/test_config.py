@@ -16,6 +16,7 @@ from conftest import assert_nothing_left
 from mediabroker.config import (
     BrokerConfig,
     FileSource,
+    NetworkSource,
     load_config,
     reloadable,
     resolve_config_path,
@@ -122,7 +123,13 @@ def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
         ("[devices]\nidle_close_s = -1", "devices.idle_close_s", "between 0 and 3600"),
         ("[devices]\nscan_interval_s = 0", "devices.scan_interval_s", "between"),
         ("[[devices.files]]\nlabel = 'x'", "devices.files[0]", "needs a path"),
-        ("[[devices.files]]\npath = 'missing.avi'", "devices.files[0].path", "not a file"),
+        ("[[devices.files]]\npath = '/'", "devices.files[0].path", "is a directory"),
+        ("[[devices.network]]\nlabel = 'x'", "devices.network[0]", "needs a url"),
+        ("[[devices.network]]\nurl = 3", "devices.network[0].url", "a URL string"),
+        ("[[devices.network]]\nurl = 'cam.local/x'", "devices.network[0].url", "scheme"),
+        ("[[devices.network]]\nurl = 'rtsp:///live'", "devices.network[0].url", "no host"),
+        ("[[devices.network]]\nurl = 'rtsp://h:99999/'", "devices.network[0].url", "Port out"),
+        ("devices.network = 'rtsp://h/'", "devices.network", "array of tables"),
         ("[[devices.files]]\npath = 'clip.avi'\nloop = 1", "devices.files[0].loop", "true"),
         ("devices = 3", "devices", "must be a table"),
     ],
@@ -146,6 +153,7 @@ def test_a_bad_value_names_the_key_and_the_file(
         ("[rings]\nslot = 3", "rings.slot", "'rings.slots'"),
         ("[ring]\nslots = 3", "ring", "'rings'"),
         ("[[devices.files]]\npath = 'clip.avi'\nspeed = 2", "devices.files[0].speed", ""),
+        ("[[devices.network]]\nurl = 'rtsp://h/'\nlable = 'x'", "devices.network[0].lable", ""),
     ],
 )
 def test_an_unknown_key_is_refused_with_a_suggestion(
@@ -159,6 +167,31 @@ def test_an_unknown_key_is_refused_with_a_suggestion(
     assert (
         f"did you mean {hint}?" in str(caught.value) if hint else "known here" in str(caught.value)
     )
+
+
+def test_network_cameras_are_read_and_their_passwords_never_shown(tmp_path: Path) -> None:
+    """A URL with credentials is kept whole for FFmpeg, but its repr and a
+    refusal of it show it redacted."""
+    text = (
+        "[[devices.network]]\nurl = 'rtsp://admin:hunter22@cam.local:8554/live'\n"
+        "[[devices.network]]\nurl = 'http://cam2/video.mjpg?password=hunter22'\nlabel = 'Door'\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.network_sources == (
+        NetworkSource("rtsp://admin:hunter22@cam.local:8554/live"),
+        NetworkSource("http://cam2/video.mjpg?password=hunter22", "Door"),
+    )
+    assert "hunter22" not in repr(config)
+    bad = write(tmp_path, "[[devices.network]]\nurl = 'ftp://admin:hunter22@cam/x'\n", "bad.toml")
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert "ftp://admin:***@cam/x" in str(caught.value) and "hunter22" not in str(caught.value)
+
+
+def test_a_video_file_that_does_not_exist_yet_is_no_mistake(tmp_path: Path) -> None:
+    """The daemon offers it once it exists (tests/broker/capture/test_source_problems.py)."""
+    config = load_config(write(tmp_path, "[[devices.files]]\npath = 'later.avi'\n"))
+    assert config.file_sources == (FileSource(tmp_path / "later.avi"),)
 
 
 def test_broken_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
@@ -304,3 +337,4 @@ def test_sighup_reloads_devices_and_log_level_and_refuses_a_bad_file(tmp_path: P
         assert "Traceback" not in daemon.log()
     finally:
         daemon.close()
+

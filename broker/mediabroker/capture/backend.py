@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mediabroker.urls import redact_url
 from mediastream.ring import AudioFormat, VideoFormat
 
 __all__ = [
@@ -73,11 +74,18 @@ class AudioBackend(Protocol):
 class BackendSpec:
     """What a capture process opens: a driver name and its parameters.
 
-    Plain data, so it crosses the spawn boundary and shows in logs.
+    Plain data, so it crosses the spawn boundary and shows in logs (its
+    repr redacts a ``url``: camera URLs hold passwords).
     """
 
     driver: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        params = dict(self.params)
+        if isinstance(params.get("url"), str):
+            params["url"] = redact_url(params["url"])
+        return f"BackendSpec(driver={self.driver!r}, params={params!r})"
 
 
 class Clock:

@@ -103,10 +103,16 @@ class _Stop:
             self._waiting = False
 
 
-def capture_main(spec: CaptureSpec, channel: socket.socket | None = None) -> None:
+def capture_main(
+    spec: CaptureSpec, channel: socket.socket | None = None, output: socket.socket | None = None
+) -> None:
     """Entry point of the capture process. Exits 0 when stopped or at the end
     of the stream, `EXIT_FAILED` when the device failed. ``channel`` brings
-    readers' hold tables and doorbells."""
+    readers' hold tables and doorbells; ``output`` becomes fd 2, read by the
+    daemon (`mediabroker.childlog`): what FFmpeg and OpenCV print goes there."""
+    if output is not None:
+        os.dup2(output.fileno(), 2)
+        output.close()
     logging.basicConfig(
         level=spec.log_level,
         format=f"%(levelname)s capture[{spec.source_id}] %(message)s",

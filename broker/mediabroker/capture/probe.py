@@ -3,6 +3,10 @@
     python -m mediabroker.capture.probe portaudio     PortAudio's input devices
     python -m mediabroker.capture.probe file PATH     a video file's size and rate
     python -m mediabroker.capture.probe v4l2 NODE     a V4L2 camera's modes
+    python -m mediabroker.capture.probe network       the stream at $MEDIABROKER_PROBE_URL
+
+(The URL comes in the environment, not the command line: anyone may read a
+process's command line, and camera URLs hold passwords.)
 
 The daemon runs it (`mediabroker.devices.prober.run_probe`, with a timeout)
 so that OpenCV and PortAudio load here and never in the daemon. It prints
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +35,8 @@ from mediabroker.errors import CaptureError
 
 __all__ = ["PROBES", "main", "probe", "usage_problem"]
 
-USAGE = "usage: python -m mediabroker.capture.probe {portaudio | file PATH | v4l2 NODE}"
+USAGE = "usage: python -m mediabroker.capture.probe {portaudio | file PATH | v4l2 NODE | network}"
+URL_ENV = "MEDIABROKER_PROBE_URL"
 EXIT_USAGE = 2
 
 
@@ -73,8 +79,22 @@ def _v4l2(node: str) -> Any:
     return [mode.to_list() for mode in query_modes(Path(node))]
 
 
-PROBES: dict[str, Callable[..., Any]] = {"portaudio": _portaudio, "file": _file, "v4l2": _v4l2}
-ARITY = {"portaudio": 0, "file": 1, "v4l2": 1}  # arguments after the probe's name
+def _network() -> Any:
+    from mediabroker.capture.network import probe_network_url
+
+    url = os.environ.get(URL_ENV)
+    if not url:
+        raise CaptureError(f"the network probe reads its URL from ${URL_ENV}, which is not set")
+    return probe_network_url(url)
+
+
+PROBES: dict[str, Callable[..., Any]] = {
+    "portaudio": _portaudio,
+    "file": _file,
+    "v4l2": _v4l2,
+    "network": _network,
+}
+ARITY = {"portaudio": 0, "file": 1, "v4l2": 1, "network": 0}  # arguments after the probe's name
 
 
 def usage_problem(args: list[str]) -> str | None:
@@ -94,10 +114,25 @@ def probe(args: list[str]) -> Any:
     return PROBES[args[0]](*args[1:])
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this child when the daemon dies: a network probe may sit in
+    FFmpeg's connect for seconds, and must not outlive the daemon (Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the probe ``argv`` (default: the command line) names and print its
     answer; returns the exit status."""
     args = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
     problem = usage_problem(args)
     if problem is not None:
         print(problem, file=sys.stderr)

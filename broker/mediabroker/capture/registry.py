@@ -30,11 +30,15 @@ def open_video_backend(
     if spec.driver == "fake-camera":
         from mediabroker.capture.fake import FakeCamera
 
-        return FakeCamera(fmt, frame_rate)
+        return FakeCamera(fmt, frame_rate, clock_code=bool(spec.params.get("clock_code")))
     if spec.driver == "file":
         from mediabroker.capture.files import FileCamera
 
         return FileCamera(fmt, frame_rate, spec.params["path"], loop=bool(spec.params["loop"]))
+    if spec.driver == "network":
+        from mediabroker.capture.network import NetworkCamera
+
+        return NetworkCamera(fmt, frame_rate, str(spec.params["url"]))
     if spec.driver == "v4l2":
         from mediabroker.capture.v4l2 import V4L2Camera
         from mediabroker.devices.v4l2 import Mode

@@ -14,6 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from mediabroker.urls import check_video_url
+
 __all__ = [
     "DEVICE_HELP",
     "EXIT_FAILED",
@@ -27,6 +29,8 @@ __all__ = [
     "positive_int",
     "positive_seconds",
     "seconds",
+    "video_file",
+    "video_url",
 ]
 
 # 2 is argparse's status for a usage mistake; systemd's RestartPreventExitStatus=2
@@ -106,3 +110,23 @@ def existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"{text!r} is not a file")
     return path.absolute()
+
+
+def video_file(text: str) -> Path:
+    """The absolute path of a video file, which need not exist yet (the
+    daemon offers it once it is readable); not a directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path names no video file")
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a video file")
+    return path.absolute()
+
+
+def video_url(text: str) -> str:
+    """A network camera URL (see `mediabroker.urls.check_video_url`); the
+    error shows it without its credentials."""
+    try:
+        return check_video_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -19,13 +19,15 @@ from mediabroker.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     add_command,
-    existing_file,
     seconds,
+    video_file,
+    video_url,
 )
 from mediabroker.config import (
     DEFAULT_CONFIG_PATH,
     BrokerConfig,
     FileSource,
+    NetworkSource,
     load_config,
 )
 from mediabroker.config_values import LOG_LEVELS
@@ -55,6 +57,12 @@ def add_parser(commands: Any) -> None:
         help="also offer a test-pattern camera and a sine-tone microphone",
     )
     parser.add_argument(
+        "--fake-clock-code",
+        action="store_true",
+        help="fake cameras paint each frame's capture time (wall clock, ms) as a "
+        "barcode, for measuring latency from the pixels (devices.fake_clock_code)",
+    )
+    parser.add_argument(
         "--no-hardware",
         dest="hardware_devices",
         action="store_false",
@@ -64,11 +72,22 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--video-file",
         action="append",
-        type=existing_file,
+        type=video_file,
         default=[],
         metavar="PATH",
         help="play a video file as a camera, looped (repeatable; replaces the "
-        "configuration's [[devices.files]])",
+        "configuration's [[devices.files]]); one that is missing or unreadable is "
+        "offered once it is readable",
+    )
+    parser.add_argument(
+        "--video-url",
+        action="append",
+        type=video_url,
+        default=[],
+        metavar="URL",
+        help="read a network camera (rtsp://, http:// MJPEG or HLS) as a camera "
+        "(repeatable; replaces the configuration's [[devices.network]]); it may hold "
+        "credentials, which are never shown",
     )
     parser.set_defaults(func=_serve, client=False)
 
@@ -115,10 +134,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if args.fake_devices:
         overrides["fake_devices"] = True
+    if getattr(args, "fake_clock_code", False):
+        overrides["fake_clock_code"] = True
     if getattr(args, "hardware_devices", None) is False:
         overrides["hardware_devices"] = False
     if args.video_file:
         overrides["file_sources"] = tuple(FileSource(path) for path in args.video_file)
+    if args.video_url:
+        overrides["network_sources"] = tuple(NetworkSource(url) for url in args.video_url)
     if args.run_dir is not None:
         overrides["run_dir"] = args.run_dir.absolute()
     if args.shm_prefix is not None:

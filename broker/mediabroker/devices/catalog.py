@@ -1,7 +1,8 @@
 """The devices one daemon offers, found afresh on every scan.
 
 `DeviceCatalog` owns everything discovery remembers between scans: the
-video files' probes, PortAudio's last answer, each camera's modes and the
+video files' probes, the network cameras' (run in the background: a scan
+never waits for a network), PortAudio's last answer, each camera's modes and the
 fake devices plugged in at run time. It is instance state, so two daemons
 in one process (tests) share nothing. Every probe that opens a device runs
 in a probe child (`mediabroker.devices.prober`).
@@ -16,6 +17,7 @@ from mediabroker.devices.device import Device
 from mediabroker.devices.fakes import RuntimeFakes, fake_devices
 from mediabroker.devices.files import FileProbes, file_devices
 from mediabroker.devices.filters import filter_devices
+from mediabroker.devices.network import NetworkProbes, network_devices
 from mediabroker.devices.portaudio import PortAudioEnumerator, portaudio_devices
 from mediabroker.devices.v4l2 import CapabilityCache, v4l2_devices
 
@@ -28,8 +30,9 @@ class DeviceCatalog:
 
     def __init__(self, config: BrokerConfig) -> None:
         self._config = config
-        self.fakes = RuntimeFakes()
-        self._files = FileProbes()
+        self.fakes = RuntimeFakes(config.fake_clock_code)
+        self._files = FileProbes(config.retry_backoff)
+        self._network = NetworkProbes(config.retry_backoff)
         self._microphones = PortAudioEnumerator()
         self._cameras = CapabilityCache()
         self._lock = threading.Lock()  # one scan at a time: the caches are not shared-safe
@@ -42,10 +45,11 @@ class DeviceCatalog:
         it is left out and logged once."""
         with self._lock:
             config = self._config
-            found = fake_devices() if config.fake_devices else []
+            found = fake_devices(config.fake_clock_code) if config.fake_devices else []
             if config.hardware_devices:
                 found += portaudio_devices(self._microphones) + v4l2_devices(self._cameras)
             found += file_devices(config, self._files)
+            found += network_devices(config, self._network)
             found = filter_devices(found, config)
             devices = self.fakes.apply(found)
         return sorted(devices, key=lambda d: d.kind != "audioinput")
@@ -54,6 +58,7 @@ class DeviceCatalog:
         """Use ``config`` from the next `discover` on (SIGHUP). The caches stay:
         a device probed once is not probed again for a new config."""
         self._config = config
+        self.fakes.clock_code = config.fake_clock_code
 
     def __repr__(self) -> str:
         return f"<DeviceCatalog {self._files!r} {self._microphones!r} {self._cameras!r}>"

@@ -26,16 +26,18 @@ FAKE_DRIVERS = frozenset({"fake-camera", "fake-microphone"})
 MAX_RUNTIME_FAKES = 32  # keeps the device list and devicechange notices small
 
 
-def fake_devices() -> list[Device]:
-    """One test-pattern camera and one sine-tone microphone."""
+def fake_devices(clock_code: bool = False) -> list[Device]:
+    """One test-pattern camera and one sine-tone microphone; ``clock_code``:
+    the camera paints each frame's capture time (`capture.fake`)."""
     return [
         fake_microphone("0", "Fake microphone (440 Hz tone)"),
-        fake_camera("0", "Fake camera (test pattern)"),
+        fake_camera("0", "Fake camera (test pattern)", clock_code),
     ]
 
 
-def fake_camera(key: str, label: str) -> Device:
-    """A test-pattern camera; ``key`` makes its id (stable for the same key)."""
+def fake_camera(key: str, label: str, clock_code: bool = False) -> Device:
+    """A test-pattern camera; ``key`` makes its id (stable for the same key).
+    ``clock_code``: its frames carry their capture time (`capture.fake`)."""
     max_width, max_height, max_rate = FAKE_CAMERA_MAX
     device_id, group_id = (
         stable_id("fake", "camera", key),
@@ -43,9 +45,9 @@ def fake_camera(key: str, label: str) -> Device:
     )
     capabilities = video_capabilities(device_id, group_id, max_width, max_height, max_rate)
     defaults = {"width": 640, "height": 480, "frameRate": max_rate, "resizeMode": "none"}
-    return Device(
-        device_id, "videoinput", label, group_id, BackendSpec("fake-camera"), capabilities, defaults
-    )
+    # Without the code the parameters stay empty: the spec is the one it always was.
+    backend = BackendSpec("fake-camera", {"clock_code": True} if clock_code else {})
+    return Device(device_id, "videoinput", label, group_id, backend, capabilities, defaults)
 
 
 FAKE_BLOCK_FRAMES = 480  # capture.fake.FakeMicrophone's block
@@ -83,9 +85,10 @@ class RuntimeFakes:
     """Fake devices plugged in and out while the daemon runs (for hot-plug
     tests and demos): ``mediabroker fake-device add|remove``. The built-in
     fakes can be unplugged too, so a test can leave the daemon without a
-    camera."""
+    camera. ``clock_code``: cameras added paint their capture time."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock_code: bool = False) -> None:
+        self.clock_code = clock_code
         self._added: list[Device] = []
         self._unplugged: set[str] = set()
         self._count = 0
@@ -97,15 +100,18 @@ class RuntimeFakes:
     def add(self, kind: str, label: str) -> Device:
         """Plug in a new fake device; raises `ConstraintTypeError` (the spec's
         TypeError, answered as such) for a bad kind."""
-        builders = {"videoinput": fake_camera, "audioinput": fake_microphone}
-        if kind not in builders:
+        if kind not in ("videoinput", "audioinput"):
             raise ConstraintTypeError(f"kind must be 'videoinput' or 'audioinput', not {kind!r}")
         if len(self._added) >= MAX_RUNTIME_FAKES:
             raise InvalidStateError(
                 f"{MAX_RUNTIME_FAKES} fake devices are plugged in already; remove some first"
             )
         self._count += 1
-        device = builders[kind](f"runtime-{self._count}-{label}", label)
+        key = f"runtime-{self._count}-{label}"
+        if kind == "videoinput":
+            device = fake_camera(key, label, self.clock_code)
+        else:
+            device = fake_microphone(key, label)
         self._added.append(device)
         return device
 

@@ -3,13 +3,17 @@
 Each file is probed once in a probe child (`run_probe`; OpenCV never loads
 in the daemon), and again only when it changes (path, mtime and size make
 the cache key). A file that is missing or undecodable is left out and
-logged once, and comes back when it is readable again.
+logged once (at start and at reload alike: no bad file stops the daemon),
+and comes back when it is readable again. An unchanged file that failed is
+probed again with `Backoff` (a probe child a scan would cost a process a
+second for nothing); a missing one costs a ``stat`` a scan.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from mediabroker.capture.backend import BackendSpec
@@ -17,6 +21,7 @@ from mediabroker.config import BrokerConfig, FileSource
 from mediabroker.devices.device import Device, VideoMode, stable_id, video_capabilities
 from mediabroker.devices.prober import run_probe
 from mediabroker.errors import CaptureError
+from mediabroker.sources.policy import Backoff
 
 __all__ = ["FileProbes", "file_device", "file_devices", "probe_file"]
 
@@ -40,9 +45,12 @@ class FileProbes:
     time (`DeviceCatalog` holds a lock around it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, backoff: Backoff | None = None) -> None:
+        self._backoff = backoff or Backoff()
         self._modes: dict[FileKey, VideoMode] = {}
         self._problems: dict[str, str] = {}  # path -> the problem already logged
+        # path -> the version that failed, failures in a row, when to try again, why
+        self._failed: dict[str, tuple[FileKey, int, float, str]] = {}
         self.probes = 0  # how many probe children ran
 
     def native(self, path: Path) -> VideoMode | None:
@@ -51,18 +59,43 @@ class FileProbes:
             stat = os.stat(path)
             key: FileKey = (str(path), stat.st_mtime_ns, stat.st_size)
             if key not in self._modes:
-                self.probes += 1
-                self._modes[key] = probe_file(path)
+                self._modes[key] = self._probe(key, path)
+        except FileNotFoundError:
+            self._report(path, "it does not exist")
+            return None
         except (OSError, CaptureError) as exc:
-            self._report(path, str(exc))
+            self._report(path, getattr(exc, "strerror", None) or str(exc))
             return None
         if self._problems.pop(str(path), None) is not None:
             log.info("video file %s is readable again", path)
         return self._modes[key]
 
+    def _probe(self, key: FileKey, path: Path) -> VideoMode:
+        """Probe this version of ``path``, unless it failed and its backoff
+        runs; raises `CaptureError` then, with the same reason."""
+        now = time.monotonic()
+        failed = self._failed.get(str(path))
+        if failed is not None and failed[0] == key and now < failed[2]:
+            raise CaptureError(failed[3])
+        self.probes += 1
+        try:
+            mode = probe_file(path)
+        except CaptureError as exc:
+            count = failed[1] + 1 if failed is not None and failed[0] == key else 1
+            retry_at = time.monotonic() + self._backoff.delay(count)  # from the probe's end
+            self._failed[str(path)] = (key, count, retry_at, str(exc))
+            raise
+        self._failed.pop(str(path), None)
+        return mode
+
     def _report(self, path: Path, problem: str) -> None:
         if self._problems.get(str(path)) != problem:
-            log.warning("video file %s is not offered: %s", path, problem)
+            log.warning(
+                "video file %s is not offered: %s; it will be once it is a readable video "
+                "(checked again when it changes)",
+                path,
+                problem,
+            )
             self._problems[str(path)] = problem
 
     def __repr__(self) -> str:

@@ -7,7 +7,9 @@ way to take it down. So each probe is a short-lived child,
 ``python -m mediabroker.capture.probe {portaudio|file PATH|v4l2 NODE}``,
 that prints one JSON line (see `mediabroker.capture.probe`): the result, or
 the reason the device cannot be probed, plus the log records the child made,
-which are logged here again under their own logger names. A child that
+which are logged here again under their own logger names. What FFmpeg and
+OpenCV said on its stderr joins the reason ("... (FFmpeg (mov,mp4): moov
+atom not found)"), redacted, since it often says what is wrong. A child that
 fails without an answer, or runs past its timeout (it is killed then), is a
 `CaptureError` that says so.
 """
@@ -22,7 +24,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mediabroker.childlog import native_detail
 from mediabroker.errors import CaptureError, PortAudioMissing
+from mediabroker.urls import redact_text
 
 __all__ = ["PROBE_COMMAND", "PROBE_TIMEOUT_S", "run_probe"]
 
@@ -42,6 +46,7 @@ def run_probe(
     timeout_s: float = PROBE_TIMEOUT_S,
     env: Mapping[str, str] | None = None,
     command: Sequence[str] = PROBE_COMMAND,
+    secrets: Sequence[str] = (),
 ) -> Any:
     """Run ``command`` + ``args`` (blocking) and return the result it printed.
 
@@ -49,7 +54,8 @@ def run_probe(
     is added to this process's environment. Raises `CaptureError` (or
     `PortAudioMissing`) with the child's reason when the device cannot be
     probed, and `CaptureError` when the child fails without an answer or
-    runs past ``timeout_s`` (it is killed and reaped first).
+    runs past ``timeout_s`` (it is killed and reaped first). ``secrets``
+    are scrubbed from what the child printed (see `mediabroker.urls`).
     """
     try:
         done = subprocess.run(
@@ -65,15 +71,18 @@ def run_probe(
         raise CaptureError(
             f"{what} did not finish within {timeout_s:g} s; the probe child was killed"
         ) from exc
-    answer = _answer(done, what)
+    answer = _answer(done, what, secrets)
     _relay(answer.get("log", []))
     if "error" in answer:
         error = _ERRORS.get(str(answer.get("type")), CaptureError)
-        raise error(str(answer["error"]))
+        detail = native_detail(done.stderr, secrets)
+        raise error(str(answer["error"]) + (f" ({detail})" if detail else ""))
     return answer["result"]
 
 
-def _answer(done: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]:
+def _answer(
+    done: subprocess.CompletedProcess[str], what: str, secrets: Sequence[str]
+) -> dict[str, Any]:
     """The child's JSON line (its last line of output), or `CaptureError`."""
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -81,7 +90,7 @@ def _answer(done: subprocess.CompletedProcess[str], what: str) -> dict[str, Any]
             raise ValueError(f"not a probe answer: {answer!r}")
     except (IndexError, ValueError) as exc:
         detail = done.stderr.strip()[-STDERR_TAIL_CHARS:] or f"exit status {done.returncode}"
-        raise CaptureError(f"{what} failed: {detail}") from exc
+        raise CaptureError(f"{what} failed: {redact_text(detail, secrets)}") from exc
     return answer
 
 

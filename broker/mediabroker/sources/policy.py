@@ -11,11 +11,21 @@ So the rules get unit tests of their own, and their settings live in
 
 from __future__ import annotations
 
+import collections
 import enum
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["STALL_S", "Progress", "RestartPolicy", "StallWatch", "stall_limit_s"]
+__all__ = [
+    "STALL_S",
+    "Backoff",
+    "CrashHistory",
+    "Progress",
+    "RestartPolicy",
+    "StallWatch",
+    "stall_limit_s",
+]
 
 STALL_S = 2.0  # the least a live source's ring may stand still before its process is killed
 STALL_FRAMES = 3  # at slow rates: this many frame periods without a frame
@@ -57,6 +67,76 @@ class RestartPolicy:
             return None
         step = min(max(count, 1), len(self.backoff_s))
         return self.backoff_s[step - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry delays that never give up: ``first_s``, doubling up to ``max_s``,
+    each spread by up to ``jitter`` (a fraction) so that cameras behind one
+    dead switch do not all retry on the same tick. For sources whose outage
+    is outside us (a network camera, a file not there yet), unlike
+    `RestartPolicy`, which ends a source whose process keeps crashing."""
+
+    first_s: float = 0.5
+    max_s: float = 10.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_s <= self.max_s:
+            raise ValueError(f"backoff from {self.first_s:g} s to {self.max_s:g} s is no range")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter {self.jitter:g} must be from 0 up to 1")
+
+    def delay(self, failures: int, rand: float | None = None) -> float:
+        """Seconds to wait after the ``failures``-th failure in a row (1 on);
+        ``rand`` in [0, 1) makes the jitter (default: random)."""
+        base = min(self.max_s, self.first_s * 2.0 ** max(failures - 1, 0))
+        spread = random.random() if rand is None else rand  # not for secrets
+        return base * (1 - self.jitter * spread)
+
+
+class CrashHistory:
+    """One source's crashes, and what follows the next one: a restart after
+    a delay, or the end (None).
+
+    A reconnecting source (a network camera: the outage is outside us)
+    waits `Backoff` delays, counted since it last delivered, and never ends;
+    any other follows `RestartPolicy` over its window. It also remembers the
+    failure last logged, so that one repeated is not logged again.
+    """
+
+    def __init__(self, policy: RestartPolicy, backoff: Backoff) -> None:
+        self._policy = policy
+        self._backoff = backoff
+        self._times: collections.deque[float] = collections.deque(
+            maxlen=policy.max_crashes  # older ones cannot end the source
+        )
+        self._in_a_row = 0
+        self._told = ""
+
+    def is_news(self, reason: str) -> bool:
+        """Whether ``reason`` differs from the failure told last (then it is told)."""
+        news, self._told = reason != self._told, reason
+        return news
+
+    def next_delay(self, now: float, *, reconnecting: bool) -> float | None:
+        """Seconds to wait before the next start after a crash at ``now``; None: end."""
+        self._in_a_row += 1
+        if reconnecting:
+            return self._backoff.delay(self._in_a_row)
+        self._times.append(now)
+        return self._policy.next_delay(self._times, now)
+
+    def give_up(self, reason: str, now: float) -> str:
+        """Why the source ends, for its tracks' ``ended``."""
+        count, window = self._policy.recent(self._times, now), self._policy.window_s
+        return f"capture failed {count} times in {window:g} s; last: {reason}"
+
+    def recovered(self) -> bool:
+        """It delivers again: the next crash starts a fresh backoff. Returns
+        whether a failure had been told (so its recovery is worth a line)."""
+        told, self._told, self._in_a_row = bool(self._told), "", 0
+        return told
 
 
 def stall_limit_s(frame_rate: float, least_s: float = STALL_S) -> float:

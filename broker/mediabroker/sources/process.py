@@ -4,7 +4,9 @@ Design note. This is the process handle only, as uvicorn's
 ``supervisors.multiprocess.Process`` is: it starts one process with the
 ``spawn`` context (never fork a process with live ZeroMQ contexts), watches
 its exit sentinel on the running asyncio loop, stops it gracefully then
-forcefully, and tells its owner once it has exited and been reaped. What
+forcefully, and tells its owner once it has exited and been reaped. Its
+fd 2 (FFmpeg's and OpenCV's chatter, its own log lines) comes to the
+daemon's log through `ChildOutput`, rate-limited. What
 to do then (restart with backoff, end the source) is `Source`'s, with
 `RestartPolicy`. A new process gets a new handle; a handle is never reused.
 """
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mediabroker.capture.main import CaptureSpec, capture_main
+from mediabroker.childlog import ChildLog, ChildOutput
 
 __all__ = ["CaptureProcess"]
 
@@ -39,9 +42,12 @@ class CaptureProcess:
         spec: CaptureSpec,
         channel: socket.socket,
         on_exit: Callable[[CaptureProcess], None],
+        child_log: ChildLog | None = None,
     ) -> None:
         """``channel`` is the process's end of its hold channel
-        (`mediabroker.sources.reader_files`); it is closed here once handed over."""
+        (`mediabroker.sources.reader_files`); it is closed here once handed over.
+        ``child_log`` logs what it writes to fd 2 (its source's, shared by the
+        source's processes; default: one of its own, flushed at its exit)."""
         self.spec = spec
         self._channel = channel
         self.pid: int | None = None
@@ -49,6 +55,9 @@ class CaptureProcess:
         self._on_exit = on_exit
         self._process: Any = None  # multiprocessing.Process: untyped in typeshed's spawn context
         self._exited = asyncio.Event()
+        self._own_log = child_log is None
+        log = child_log or ChildLog.for_backend(spec.source_id, spec.backend.params)
+        self._output = ChildOutput(log)
 
     @property
     def running(self) -> bool:
@@ -60,13 +69,17 @@ class CaptureProcess:
         assert self._process is None, "a CaptureProcess starts once"
         process = _SPAWN.Process(
             target=capture_main,
-            args=(self.spec, self._channel),
+            args=(self.spec, self._channel, self._output.theirs),
             name=f"capture-{self.spec.source_id}",
         )
         try:
             process.start()
+        except BaseException:
+            self._output.close()
+            raise
         finally:
             self._channel.close()  # the child has its own copy now
+        self._output.start()
         self._process, self.pid = process, process.pid
         asyncio.get_running_loop().add_reader(process.sentinel, self._reap)
         log.info("source %s: capture process %d started", self.spec.source_id, self.pid)
@@ -77,6 +90,9 @@ class CaptureProcess:
         process.join()
         self.exitcode = process.exitcode
         process.close()  # its sentinel fd now, not whenever the collector runs
+        self._output.close()  # after the exit: all it wrote is in the socket
+        if self._own_log:
+            self._output.child_log.flush()
         self._exited.set()
         self._on_exit(self)
 

@@ -13,6 +13,11 @@ the source yet, and the first frame is no unmute) and into ENDED or CLOSED
     STARTING, LIVE, RESTARTING --fail, end, too many crashes--> ENDED
     any --close()--> CLOSED
 
+A network camera's source never gives up after a crash: the stream went
+away, not our process, so it reconnects after `Backoff` delays (growing up
+to ``retry_backoff.max_s``) for as long as it is held, its tracks muted
+(`CrashHistory` decides). A failure already logged is not logged again.
+
 Muted: STARTING, RESTARTING, SUSPENDED. SUSPENDED is a deliberate stop
 (the camera is being re-opened in another mode), so that process's exit is
 no crash. The process handle is `CaptureProcess`; the restart and stall
@@ -23,7 +28,6 @@ rules are `RestartPolicy` and `StallWatch`, pure, with their settings in
 from __future__ import annotations
 
 import asyncio
-import collections
 import enum
 import logging
 import os
@@ -33,10 +37,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from mediabroker.capture.backend import RELAY_DRIVER, BackendSpec
 from mediabroker.capture.main import CaptureSpec
+from mediabroker.childlog import ChildLog
 from mediabroker.config import BrokerConfig
 from mediabroker.devices import Device
 from mediabroker.framing import CROP_AND_SCALE, Framing
-from mediabroker.sources.policy import Progress, StallWatch
+from mediabroker.sources.policy import CrashHistory, Progress, StallWatch
 from mediabroker.sources.process import CaptureProcess
 from mediabroker.sources.reader_files import UNHELD_SLOTS, ReaderFiles
 from mediabroker.sources.rings import check_budget, ring_slots
@@ -47,9 +52,18 @@ from mediastream.ring import Ring, RingFormat, VideoFormat, ring_bytes
 if TYPE_CHECKING:
     from mediabroker.sources.manager import Lease
 
-__all__ = ["Source", "SourceKey", "SourceListener", "SourcePlan", "SourceState"]
+__all__ = [
+    "RECONNECTING_DRIVERS",
+    "Source",
+    "SourceKey",
+    "SourceListener",
+    "SourcePlan",
+    "SourceState",
+]
 
 log = logging.getLogger(__name__)
+
+RECONNECTING_DRIVERS = frozenset({"network"})  # their outages are outside us: retry for good
 
 
 class SourceState(enum.Enum):
@@ -107,6 +121,11 @@ class SourcePlan:
         its writer paces it, and may fall silent without having hung."""
         return self.backend.driver == RELAY_DRIVER
 
+    @property
+    def reconnects(self) -> bool:
+        """A network camera's: after a crash it retries for good (see the module's note)."""
+        return self.backend.driver in RECONNECTING_DRIVERS
+
 
 class Source:
     """One device opened in one mode. Created by `SourceManager.acquire`;
@@ -135,14 +154,12 @@ class Source:
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.counters: dict[str, float] = {}  # the backend's, as last reported
         self.quiet: set[str] = set()  # why a live generator's source is muted (set_quiet)
-        self._config = config
-        self._listener = listener
+        self._config, self._listener = config, listener
         self._status_endpoint = status_endpoint
+        self._log = ChildLog.for_backend(source_id, plan.backend.params)  # its processes' fd 2
         self._ring: Ring | None = None
         self._process: CaptureProcess | None = None
-        self._crashes: collections.deque[float] = collections.deque(
-            maxlen=config.restart_policy.max_crashes  # older ones cannot end the source
-        )
+        self._crashes = CrashHistory(config.restart_policy, config.retry_backoff)
         self._last_failure = ""
         self._timer: asyncio.TimerHandle | None = None  # a pending restart
         self._watch = StallWatch(
@@ -211,7 +228,7 @@ class Source:
             self._config.log_level,
             self.nice,
         )
-        self._process = CaptureProcess(spec, self.readers.new_channel(), self._on_exit)
+        self._process = CaptureProcess(spec, self.readers.new_channel(), self._on_exit, self._log)
         self._process.start()
         self._watch.restart(time.monotonic())
 
@@ -278,6 +295,7 @@ class Source:
             self.end(status.reason)
 
     def _on_ready(self) -> None:
+        self._crashes.recovered()
         if self.state in (SourceState.STARTING, SourceState.RESTARTING):
             self._set_state(SourceState.LIVE)
         if self.state is SourceState.LIVE and not self.started.done():
@@ -289,19 +307,17 @@ class Source:
         if self.state is SourceState.SUSPENDED:
             return  # stopped on purpose
         reason = self._last_failure or f"capture process exited with status {process.exitcode}"
-        log.warning("source %s: %s", self.id, reason)
+        news = self._crashes.is_news(reason)  # a failure repeated is logged once
+        log.log(logging.WARNING if news else logging.DEBUG, "source %s: %s", self.id, reason)
         if self.state is SourceState.STARTING:
             self.end(reason)
             return
-        now, policy = time.monotonic(), self._config.restart_policy
-        self._crashes.append(now)
-        delay_s = policy.next_delay(self._crashes, now)
+        delay_s = self._crashes.next_delay(time.monotonic(), reconnecting=self.plan.reconnects)
         if delay_s is None:
-            count = policy.recent(self._crashes, now)
-            self.end(f"capture failed {count} times in {policy.window_s:g} s; last: {reason}")
+            self.end(self._crashes.give_up(reason, time.monotonic()))
             return
         self._set_state(SourceState.RESTARTING)
-        log.info("source %s: restarting the capture process in %.1f s", self.id, delay_s)
+        _log_restart(self.id, self.plan.reconnects, news, delay_s)
         self._timer = asyncio.get_running_loop().call_later(delay_s, self._restart)
 
     def _restart(self) -> None:
@@ -350,6 +366,7 @@ class Source:
             self.started.set_exception(NotReadableError(f"{self.device.label}: source closed"))
         if self._process is not None:
             await self._process.stop(self._config.stop_deadline_s)
+        self._log.flush()  # how often its processes repeated themselves
         self.readers.close()
         if self._ring is not None:
             self._ring.close()
@@ -358,3 +375,9 @@ class Source:
     def __repr__(self) -> str:
         label, state = self.device.label, self.state.value
         return f"<Source {self.id} {label!r} {state} holders={len(self.leases)}>"
+
+
+def _log_restart(source_id: str, reconnects: bool, news: bool, delay_s: float) -> None:
+    what = "reconnecting" if reconnects else "restarting the capture process"
+    level = logging.INFO if news else logging.DEBUG  # a failure repeated: said once
+    log.log(level, "source %s: %s in %.1f s", source_id, what, delay_s)

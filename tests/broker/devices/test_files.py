@@ -13,6 +13,8 @@ import pytest
 
 from mediabroker.config import BrokerConfig, FileSource
 from mediabroker.devices.files import FileProbes, file_devices
+from mediabroker.sources.policy import Backoff
+from support import wait_until
 from support.videos import write_video
 
 WIDTH, HEIGHT, FPS = 160, 120, 25.0
@@ -45,7 +47,19 @@ def test_file_devices_keep_their_id_and_probe_once(
     warnings = [r.getMessage() for r in caplog.records if "broken.avi" in r.getMessage()]
     assert len(warnings) == 1, warnings  # said once, not on every scan
     assert "OpenCV cannot open" in warnings[0], warnings
-    assert probes.probes == 3  # the good file once; the broken one on every scan
+    assert probes.probes == 2  # each once: the second scan falls within the broken one's backoff
+
+
+def test_a_broken_file_is_probed_again_after_its_backoff(tmp_path: Path) -> None:
+    """1. A broken file fails its probe; scans within its backoff probe nothing.
+    2. Once the backoff is over, the next scan probes it again (still broken)."""
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    files = config(tmp_path, FileSource(broken))
+    probes = FileProbes(Backoff(first_s=0.5, max_s=0.5, jitter=0))
+    assert file_devices(files, probes) == [] and probes.probes == 1
+    assert file_devices(files, probes) == [] and probes.probes == 1
+    wait_until(lambda: not file_devices(files, probes) and probes.probes == 2, 5, "a re-probe")
 
 
 def test_a_changed_file_is_probed_again_and_keeps_its_id(tmp_path: Path) -> None:

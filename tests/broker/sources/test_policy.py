@@ -1,11 +1,11 @@
-"""RestartPolicy, pure: which crash ends a source, and how long each restart waits."""
+"""Restart rules, pure: which crash ends a source, how long each restart waits."""
 
 from __future__ import annotations
 
 import pytest
 
 from mediabroker.config import BrokerConfig
-from mediabroker.sources.policy import RestartPolicy
+from mediabroker.sources.policy import Backoff, CrashHistory, RestartPolicy
 
 
 def test_the_fifth_crash_within_the_window_ends_the_source() -> None:
@@ -53,3 +53,31 @@ def test_the_policy_is_part_of_the_configuration() -> None:
 def test_a_policy_that_could_not_work_is_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RestartPolicy(**fields)  # type: ignore[arg-type]
+
+
+def test_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
+    backoff = Backoff(first_s=0.5, max_s=10.0, jitter=0.1)
+    assert [backoff.delay(n, rand=0.0) for n in range(1, 8)] == [0.5, 1, 2, 4, 8, 10, 10]
+    assert backoff.delay(1, rand=0.999) == pytest.approx(0.45, abs=0.001)
+    assert all(0.45 <= backoff.delay(1) <= 0.5 for _ in range(100))
+    with pytest.raises(ValueError, match="no range"):
+        Backoff(first_s=2, max_s=1)
+
+
+def test_a_reconnecting_source_never_gives_up_and_starts_afresh_after_a_frame() -> None:
+    """1. Crashes of a reconnecting source back off and never end it, however many.
+    2. A repeated failure is no news; after `recovered` the backoff starts again."""
+    history = CrashHistory(RestartPolicy(max_crashes=2), Backoff(0.5, 10.0, jitter=0))
+    delays = [history.next_delay(float(t), reconnecting=True) for t in range(8)]
+    assert delays == [0.5, 1, 2, 4, 8, 10, 10, 10]
+    assert history.is_news("the stream stopped") and not history.is_news("the stream stopped")
+    assert history.recovered() and not history.recovered()
+    assert history.next_delay(9.0, reconnecting=True) == 0.5
+    assert history.is_news("the stream stopped")
+
+
+def test_a_capture_process_that_keeps_crashing_still_ends_its_source() -> None:
+    history = CrashHistory(RestartPolicy(max_crashes=2, backoff_s=(0.1,)), Backoff())
+    assert history.next_delay(0.0, reconnecting=False) == 0.1
+    assert history.next_delay(1.0, reconnecting=False) is None
+    assert history.give_up("boom", 1.0) == "capture failed 2 times in 30 s; last: boom"
