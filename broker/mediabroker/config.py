@@ -18,6 +18,7 @@ restart.
     [limits]   connections, {connections,sessions,tracks,sources}_per_user, shm_per_user_mib
     [devices]  fake, fake_clock_code, hardware, allow, deny, idle_close_s, scan_interval_s
     [[devices.files]] path, label, loop
+    [web]      listen, token, max_viewers (read by `mediabroker web`, not the daemon)
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ class BrokerConfig:
     tracks_per_user: int = 256
     sources_per_user: int = 16  # distinct sources (each a capture process) its tracks hold
     shm_per_user_bytes: int | None = None  # of the rings its tracks hold; None: half of all
+    web_listen: str = "127.0.0.1:8089"  # `mediabroker web`'s address (host:port)
+    web_token: str = ""  # what `mediabroker web` asks of clients; needed beyond loopback
+    web_max_viewers: int = 16  # WHEP sessions of one gateway, all sources together
     config_path: Path | None = None  # the file these came from, for messages and reload
 
     def __post_init__(self) -> None:
@@ -259,6 +263,11 @@ SCHEMA: Schema = {
         "scan_interval_s": ("device_scan_s", values.number(0.1, 3600)),
         "files": ("file_sources", _file_sources),
         "network": ("network_sources", _network_sources),
+    },
+    "web": {
+        "listen": ("web_listen", values.listen_address),
+        "token": ("web_token", values.token),
+        "max_viewers": ("web_max_viewers", values.number(1, 1000, integer=True)),
     },
 }
 

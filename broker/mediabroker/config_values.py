@@ -145,3 +145,31 @@ def list_of(item: Parser) -> Parser:
 def mib_amount(value: Any, ctx: Context) -> int:
     mib = number(0.001, 1024 * 1024)(value, ctx)
     return int(mib * MIB)
+
+
+def listen_address(value: Any, ctx: Context) -> str:
+    """``host:port`` (``[::1]:8089`` for IPv6), kept as written once checked."""
+    split_listen_address(string(value, ctx))
+    return str(value)
+
+
+def split_listen_address(text: str) -> tuple[str, int]:
+    """(host, port) of ``host:port``; raises ValueError saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port (e.g. 127.0.0.1:8089), got {text!r}")
+    return host, int(port)
+
+
+MIN_TOKEN_CHARS = 16  # a token short enough to guess protects nothing
+
+
+def token(value: Any, ctx: Context) -> str:
+    text = string(value, ctx)
+    if len(text) < MIN_TOKEN_CHARS or not text.isprintable() or " " in text:
+        raise ValueError(
+            f"must be at least {MIN_TOKEN_CHARS} printable characters without spaces "
+            "(e.g. the output of: python3 -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
+    return text

@@ -338,3 +338,27 @@ def test_sighup_reloads_devices_and_log_level_and_refuses_a_bad_file(tmp_path: P
     finally:
         daemon.close()
 
+
+def test_the_web_gateways_keys_are_read(tmp_path: Path) -> None:
+    token = "a-token-long-enough-to-mean-it"
+    text = f'[web]\nlisten = "[::1]:9000"\ntoken = "{token}"\nmax_viewers = 4\n'
+    config = load_config(write(tmp_path, text))
+    assert (config.web_listen, config.web_token, config.web_max_viewers) == ("[::1]:9000", token, 4)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "says"),
+    [
+        ('[web]\nlisten = "localhost"', "web.listen", "host:port"),
+        ('[web]\nlisten = "0.0.0.0:70000"', "web.listen", "host:port"),
+        ('[web]\ntoken = "guessable"', "web.token", "at least 16"),
+        ("[web]\nmax_viewers = 0", "web.max_viewers", "between 1 and 1000"),
+    ],
+)
+def test_bad_web_keys_name_the_key_and_never_the_token(
+    tmp_path: Path, text: str, key: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text))
+    assert caught.value.key == key and says in str(caught.value)
+    assert "guessable" not in str(caught.value)

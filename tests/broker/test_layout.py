@@ -39,7 +39,10 @@ CLIENT = REPO / "client" / "mediastream"
 # command line's package (and ``python -m mediabroker`` through __main__).
 ENTRY_POINTS = ("mediabroker.daemon.broker", "mediabroker.cli", "mediabroker.__main__")
 # av (PyAV, the record extra) is the recorder's alone, imported when it writes H.264.
-FORBIDDEN_PACKAGES = frozenset({"cv2", "sounddevice", "_sounddevice", "av"})
+# aiortc, aiohttp and aioice (the web extra) are the gateway's alone, a process of its own.
+FORBIDDEN_PACKAGES = frozenset(
+    {"cv2", "sounddevice", "_sounddevice", "av", "aiortc", "aiohttp", "aioice"}
+)
 # capture/ is what runs inside a capture process. The daemon spawns
 # capture_main, so it imports that and what its signature needs; any other
 # capture module is a driver (fake, derived, opencv, portaudio, probe...).

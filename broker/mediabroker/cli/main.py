@@ -3,6 +3,7 @@
 ``serve`` runs a daemon (`mediabroker.cli.serve`); ``devices`` and ``stats``
 (`inspect`), ``snapshot`` and ``record`` (`media`) and ``fake-device``
 (`fakes`) are clients of a running one; ``demo`` runs both (`demo`);
+``web`` serves browsers and WHEP players (`web`, a process of its own);
 ``install-service`` installs the daemon as a systemd service (`service`). Each
 of those modules adds its own sub-command; this one builds the parser, sets
 up logging and turns a client's expected failures into one line on stderr.
@@ -27,6 +28,7 @@ from mediabroker.cli.media import add_parsers as add_snapshot_and_record
 from mediabroker.cli.options import EXIT_FAILED, EXIT_INTERRUPTED
 from mediabroker.cli.serve import add_parser as add_serve
 from mediabroker.cli.service import add_parser as add_install_service
+from mediabroker.cli.web import add_parser as add_web
 from mediabroker.config import DEFAULT_CONFIG_PATH
 from mediabroker.config_values import LOG_LEVELS
 from mediabroker.errors import CommandError
@@ -51,6 +53,7 @@ examples:
   mediabroker snapshot camera -o frame.png
   mediabroker record camera -o clip.mp4 --duration 5
   mediabroker record microphone -o tone.wav --duration 2
+  mediabroker web                        every camera in a browser: http://127.0.0.1:8089/
   mediabroker install-service            as root: the daemon as a systemd service
 
 The daemon reads {DEFAULT_CONFIG_PATH} when it exists (--config to choose
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``mediabroker ARGV`` (default: ``sys.argv[1:]``); return its exit status.
     A usage mistake exits through argparse with status 2."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level or ("WARNING" if args.client else "INFO"))
+    default_level = getattr(args, "log_default", None) or ("WARNING" if args.client else "INFO")
+    _configure_logging(args.log_level or default_level)
     if args.client:
         return _run_client(args)
     status: int = args.func(args)
@@ -94,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_devices_and_stats(commands)
     add_snapshot_and_record(commands)
     add_demo(commands)
+    add_web(commands)
     add_install_service(commands)
     return parser
 
