@@ -15,6 +15,7 @@ __all__ = [
     "Device",
     "DeviceKind",
     "VideoMode",
+    "single_mode_camera",
     "stable_id",
     "video_capabilities",
 ]
@@ -98,3 +99,26 @@ def video_capabilities(
         "pixelFormat": list(VIDEO_PIXEL_FORMATS),
         "backgroundBlur": [False],  # no processing exists to switch on
     }
+
+
+def single_mode_camera(
+    namespace: str, key: str, label: str, backend: BackendSpec, native: VideoMode
+) -> Device:
+    """A camera that runs in one ``native`` mode (a video file, a network
+    stream), its ids made from ``namespace`` and ``key``; other sizes, rates
+    and formats are derived sources."""
+    width, height, fps = native
+    device_id = stable_id(namespace, key)
+    group_id = stable_id(namespace, "group", key)
+    capabilities = video_capabilities(device_id, group_id, width, height, fps)
+    defaults = {"width": width, "height": height, "frameRate": fps, "resizeMode": "none"}
+    return Device(
+        device_id,
+        "videoinput",
+        label,
+        group_id,
+        backend,
+        capabilities,
+        defaults,
+        native_modes=(native,),
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mediabroker.capture.backend import BackendSpec
 from mediabroker.config import BrokerConfig, FileSource
-from mediabroker.devices.device import Device, VideoMode, stable_id, video_capabilities
+from mediabroker.devices.device import Device, VideoMode, single_mode_camera
 from mediabroker.devices.prober import run_probe
 from mediabroker.errors import CaptureError
 from mediabroker.sources.policy import Backoff
@@ -115,20 +115,6 @@ def file_devices(config: BrokerConfig, probes: FileProbes) -> list[Device]:
 
 def file_device(source: FileSource, path: Path, native: VideoMode) -> Device:
     """The camera that plays ``path`` (absolute) in its ``native`` mode."""
-    width, height, fps = native
-    device_id = stable_id("file", str(path))
-    group_id = stable_id("file", "group", str(path))
-    capabilities = video_capabilities(device_id, group_id, width, height, fps)
-    defaults = {"width": width, "height": height, "frameRate": fps, "resizeMode": "none"}
     backend = BackendSpec("file", {"path": str(path), "loop": source.loop})
     label = source.label or f"{path.name} (video file)"
-    return Device(
-        device_id,
-        "videoinput",
-        label,
-        group_id,
-        backend,
-        capabilities,
-        defaults,
-        native_modes=(native,),
-    )
+    return single_mode_camera("file", str(path), label, backend, native)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 from mediabroker.capture.backend import BackendSpec
 from mediabroker.config import BrokerConfig, NetworkSource
-from mediabroker.devices.device import Device, VideoMode, stable_id, video_capabilities
+from mediabroker.devices.device import Device, VideoMode, single_mode_camera
 from mediabroker.devices.prober import run_probe
 from mediabroker.errors import CaptureError
 from mediabroker.sources.policy import Backoff
@@ -155,21 +155,6 @@ def network_devices(config: BrokerConfig, probes: NetworkProbes) -> list[Device]
 def network_device(source: NetworkSource, native: VideoMode) -> Device:
     """The camera that reads ``source`` in its ``native`` mode. Its ids hash
     the URL without credentials: a new password keeps the same deviceId."""
-    width, height, fps = native
-    shown = redact_url(source.url)
-    device_id = stable_id("network", shown)
-    group_id = stable_id("network", "group", shown)
-    capabilities = video_capabilities(device_id, group_id, width, height, fps)
-    defaults = {"width": width, "height": height, "frameRate": fps, "resizeMode": "none"}
     backend = BackendSpec("network", {"url": source.url})
     label = source.label or url_label(source.url)
-    return Device(
-        device_id,
-        "videoinput",
-        label,
-        group_id,
-        backend,
-        capabilities,
-        defaults,
-        native_modes=(native,),
-    )
+    return single_mode_camera("network", redact_url(source.url), label, backend, native)
