@@ -90,6 +90,11 @@ class SharedEncoder:
         self._stop_track()
         self._thread.shutdown(wait=True)
 
+    @property
+    def failed(self) -> bool:
+        """Its loop died of a bug: the hub starts another for the next viewer."""
+        return self._task is not None and self._task.done() and not self._task.cancelled()
+
     def request_keyframe(self) -> None:
         """Make one of the next frames a keyframe (a viewer joined, lagged or
         sent a PLI/FIR)."""

@@ -96,6 +96,9 @@ class EncoderHub:
         if (timer := self._lingering.pop(key, None)) is not None:
             timer.cancel()
         encoder = self._encoders.get(key)
+        if encoder is not None and encoder.failed:
+            asyncio.get_running_loop().create_task(encoder.close())  # its thread, its track
+            encoder = None
         if encoder is None:
             encoder = self._encoders[key] = SharedEncoder(key, self._open_track)
             encoder.start()
