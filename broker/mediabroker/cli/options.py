@@ -25,7 +25,6 @@ __all__ = [
     "add_client_options",
     "add_command",
     "add_size_options",
-    "existing_file",
     "positive_int",
     "positive_seconds",
     "seconds",
@@ -102,14 +101,6 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text} must be more than 0")
     return value
-
-
-def existing_file(text: str) -> Path:
-    """The absolute path of a file that exists now."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
-    return path.absolute()
 
 
 def video_file(text: str) -> Path:
