@@ -16,6 +16,7 @@ with backoff, so peer connections survive all of that.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -129,23 +130,23 @@ class SharedEncoder:
             self.fanout.close()
 
     async def _reopen(self) -> None:
-        """Open the source again, repeating the last picture until it is back."""
-        reopening = self.track is not None or self.reopens or self.encoded_frames
+        """Open the source (again), repeating the last picture until it is back."""
+        again = self.track is not None or self.encoded_frames > 0
         self._stop_track()
-        if reopening:  # a source that ends at once must not make this loop spin
+        if again:  # a source that ends at once must not make this loop spin
             await self._repeat_for(REOPEN_BACKOFF_S[0])
-        for attempt in range(1_000_000):
+        for attempt in itertools.count():
             try:
                 self.track = await self._open_track(self.key)
-                if reopening or attempt:
-                    log.info("%s is back (%d failed attempt(s))", self.key, attempt)
-                self.reopens += bool(reopening or attempt)
-                return
             except MediaStreamError as exc:
-                if attempt == 0:
+                if attempt == 0:  # once per outage, not once per attempt
                     log.warning("cannot open %s (%s); retrying", self.key, exc)
-            delay = REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)]
-            await self._repeat_for(delay)
+                await self._repeat_for(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
+                continue
+            if again or attempt:
+                self.reopens += 1
+                log.info("%s is back (%d failed attempt(s))", self.key, attempt)
+            return
 
     async def _next_picture(self) -> None:
         assert self.track is not None

@@ -69,9 +69,8 @@ class EncoderHub:
         self._lingering: dict[EncoderKey, asyncio.TimerHandle] = {}
         self._stream_names: set[str] = set()
         self._snapshots = asyncio.Semaphore(SNAPSHOTS_AT_ONCE)
-        self.retired: dict[
-            EncoderKey, EncoderFigures
-        ] = {}  # stopped encoders' totals, for /metrics
+        # Stopped encoders' totals: /metrics counters must never go down.
+        self.retired: dict[EncoderKey, EncoderFigures] = {}
 
     async def sources(self) -> SourceList:
         devices, streams = await asyncio.gather(
